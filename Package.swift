@@ -1,0 +1,89 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Pocket",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pocket", targets: ["pocket"]),
+        .library(name: "PocketClient", targets: ["PocketClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+    ],
+    targets: [
+        // libfuse3 (pkg-config fuse3); used by the FUSE front-end.
+        .systemLibrary(
+            name: "CFuse",
+            path: "CFuse",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]
+        ),
+        // Wire format: frames, opcodes, messages, errors, units. No I/O.
+        .target(
+            name: "PocketProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // Framed request/response transport over TCP: servers and multiplexed client connections.
+        .target(
+            name: "PocketRPC",
+            dependencies: [
+                "PocketProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "PocketStorage",
+            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "PocketMetadata",
+            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "PocketController",
+            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "PocketClient",
+            dependencies: [
+                "PocketProtocol", "PocketRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+            ]
+        ),
+        // Runs a cluster as child processes on this machine (`pocket up`, the local provisioner).
+        .target(
+            name: "PocketLocal",
+            dependencies: ["PocketClient", .product(name: "Logging", package: "swift-log")]
+        ),
+        // `pocket bench`: put/get load generation and latency statistics.
+        .target(name: "PocketBench", dependencies: ["PocketClient"]),
+        .executableTarget(
+            name: "pocket",
+            dependencies: [
+                "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
+                "PocketClient", "PocketLocal", "PocketBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol"]),
+        .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
+        .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
+        .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol"]),
+        .testTarget(
+            name: "PocketIntegrationTests",
+            dependencies: ["PocketClient", "PocketProtocol", "PocketRPC"]
+        ),
+    ]
+)

@@ -1,0 +1,114 @@
+import NIOCore
+import PocketClient
+import PocketProtocol
+import Synchronization
+
+/// `pocket bench`: many put or get operations of one size from concurrent tasks, on a job of its own.
+public enum Bench {
+    public enum Operation: String, Sendable, CaseIterable {
+        case put, get
+    }
+
+    public struct Options: Sendable {
+        public var operation: Operation = .put
+        public var size = 1024
+        public var count = 10_000
+        public var concurrency = 1
+
+        public init() {}
+    }
+
+    public struct Result: Sendable, Codable {
+        public var op: String
+        public var size: Int
+        public var count: Int
+        public var concurrency: Int
+        public var ops_per_s: Double
+        public var bytes_per_s: Double
+        public var p50_us: Double
+        public var p99_us: Double
+        public var max_us: Double
+        public var seconds: Double
+    }
+
+    /// Objects a get run prepares and reads in turn: enough to not read one object only, few
+    /// enough to stay within about 1 GiB.
+    static func preparedObjects(_ options: Options) -> Int {
+        max(1, min(options.count, 1000, (1 << 30) / max(options.size, 1)))
+    }
+
+    /// The deterministic contents of object `index`, so reads can be checked.
+    static func contents(index: Int, size: Int) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        var state = UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15 | 1
+        while buffer.readableBytes + 8 <= size {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            buffer.writeInteger(state)
+        }
+        while buffer.readableBytes < size { buffer.writeInteger(UInt8(truncatingIfNeeded: state)) }
+        return buffer
+    }
+
+    public static func run(_ options: Options, job: PocketJob) async throws -> Result {
+        let objects = options.operation == .get ? preparedObjects(options) : min(options.count, 1000)
+        let payloads = (0..<min(objects, 64)).map { contents(index: $0, size: options.size) }
+        if options.operation == .get {
+            for index in 0..<objects {
+                try await job.put("bench/\(index)", payloads[index % payloads.count])
+            }
+        }
+        let next = Ticket()
+        let start = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for _ in 0..<max(options.concurrency, 1) {
+                group.addTask {
+                    var mine: [Duration] = []
+                    while true {
+                        let index = next.take()
+                        guard index < options.count else { break }
+                        let key = "bench/\(index % objects)"
+                        let expected = payloads[(index % objects) % payloads.count]
+                        let began = ContinuousClock.now
+                        switch options.operation {
+                        case .put:
+                            try await job.put(key, expected)
+                        case .get:
+                            let data = try await job.get(key)
+                            guard data == expected else {
+                                throw PocketError(.io, "bench read back different bytes for \(key)")
+                            }
+                        }
+                        mine.append(ContinuousClock.now - began)
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: [Duration]()) { $0 += $1 }
+        }
+        let elapsed = ContinuousClock.now - start
+        return summarize(options, latencies: latencies, elapsed: elapsed)
+    }
+
+    static func summarize(_ options: Options, latencies: [Duration], elapsed: Duration) -> Result {
+        let micros = latencies.map { Double($0.components.seconds) * 1e6 + Double($0.components.attoseconds) / 1e12 }
+            .sorted()
+        func percentile(_ p: Double) -> Double {
+            guard !micros.isEmpty else { return 0 }
+            return micros[min(micros.count - 1, Int((Double(micros.count) * p).rounded(.up)) - 1)]
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let ops = Double(micros.count) / max(seconds, 1e-9)
+        return Result(
+            op: options.operation.rawValue, size: options.size, count: micros.count, concurrency: options.concurrency,
+            ops_per_s: ops, bytes_per_s: ops * Double(options.size), p50_us: percentile(0.5), p99_us: percentile(0.99),
+            max_us: micros.last ?? 0, seconds: seconds)
+    }
+}
+
+/// Hands out 0, 1, 2, … to concurrent workers.
+final class Ticket: Sendable {
+    private let value = Atomic<Int>(0)
+    func take() -> Int { value.add(1, ordering: .relaxed).oldValue }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import PocketClient
+import PocketProtocol
+import PocketRPC
+import Synchronization
+
+/// A Pocket cluster as child processes of this one: a controller, metadata servers and storage
+/// servers on loopback. `pocket up` runs one; the integration tests run many side by side, each on
+/// ports the kernel picks.
+public final class LocalCluster: Sendable {
+    public struct Options: Sendable {
+        public var executable: URL
+        public var workDirectory: URL
+        /// The controller's address; port 0 lets the kernel choose.
+        public var controller = Endpoint(host: "127.0.0.1", port: 0)
+        public var storageServers = 2
+        public var storageCapacity: UInt64 = 1 << 30
+        public var tier: Tier = .dram
+        public var blockSize: UInt32?
+        public var inlineLimit: UInt32?
+        public var logLevel = "info"
+
+        public init(executable: URL, workDirectory: URL) {
+            self.executable = executable
+            self.workDirectory = workDirectory
+        }
+    }
+
+    public let options: Options
+    public let controller: LocalProcess
+    private let members = Mutex<[LocalProcess]>([])
+    private let counter = Atomic<Int>(0)
+
+    public var processes: [LocalProcess] { [controller] + members.withLock { $0 } }
+    public var storageServers: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("storage") } } }
+    public var metadataServers: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("metadata") } } }
+
+    private init(options: Options, controller: LocalProcess) {
+        self.options = options
+        self.controller = controller
+    }
+
+    /// Starts the cluster and returns once every server has registered with the controller.
+    public static func start(_ options: Options) async throws -> LocalCluster {
+        try FileManager.default.createDirectory(at: options.workDirectory, withIntermediateDirectories: true)
+        var arguments = ["controller", "--listen", options.controller.description, "--log-level", options.logLevel]
+        if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
+        if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
+        let controller = try await LocalProcess.launch(
+            executable: options.executable, role: "controller", arguments: arguments,
+            workDirectory: options.workDirectory)
+        let cluster = LocalCluster(options: options, controller: controller)
+        do {
+            try await cluster.addMetadataServer()
+            for _ in 0..<options.storageServers { try await cluster.addStorageServer() }
+            try await cluster.waitUntilRegistered()
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    @discardableResult
+    public func addMetadataServer() async throws -> LocalProcess {
+        let index = counter.add(1, ordering: .relaxed).newValue
+        let process = try await LocalProcess.launch(
+            executable: options.executable, role: "metadata-\(index)",
+            arguments: [
+                "metadata", "--listen", "\(options.controller.host):0", "--controller",
+                controller.endpoint.description, "--log-level", options.logLevel,
+            ],
+            workDirectory: options.workDirectory)
+        members.withLock { $0.append(process) }
+        return process
+    }
+
+    @discardableResult
+    public func addStorageServer(capacity: UInt64? = nil, tier: Tier? = nil) async throws -> LocalProcess {
+        let index = counter.add(1, ordering: .relaxed).newValue
+        let process = try await LocalProcess.launch(
+            executable: options.executable, role: "storage-\(index)",
+            arguments: [
+                "storage", "--listen", "\(options.controller.host):0", "--controller",
+                controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",
+                "--tier", "\(tier ?? options.tier)", "--log-level", options.logLevel,
+            ],
+            workDirectory: options.workDirectory)
+        members.withLock { $0.append(process) }
+        return process
+    }
+
+    /// Waits until the controller lists every running member as active.
+    public func waitUntilRegistered(timeout: Duration = .seconds(20)) async throws {
+        let client = PocketClient(controller: controller.endpoint)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let expected = Set(members.withLock { $0.filter(\.isRunning).map(\.endpoint.description) })
+            if let status = try? await client.status() {
+                let active = Set(status.servers.filter { $0.state == .active }.map(\.address))
+                if expected.isSubset(of: active) {
+                    await client.close()
+                    return
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await client.close()
+        throw PocketError(.timedOut, "servers did not register with the controller within \(timeout)")
+    }
+
+    /// Stops every process: members first, then the controller.
+    public func stop() async {
+        let members = self.members.withLock { $0 }
+        await withTaskGroup(of: Void.self) { group in
+            for process in members { group.addTask { await process.stop() } }
+        }
+        await controller.stop()
+    }
+}

@@ -1,0 +1,49 @@
+import Logging
+import PocketProtocol
+import PocketRPC
+import ServiceLifecycle
+
+/// A metadata daemon: namespaces for the jobs the controller assigns it, plus cluster membership.
+public struct MetadataServer: Sendable {
+    public struct Configuration: Sendable {
+        public var listen: Endpoint
+        public var controller: Endpoint
+        public var advertise: String?
+        /// Memory for objects small enough to be kept inline.
+        public var inlineCapacity: UInt64 = 1 << 30
+
+        public init(listen: Endpoint, controller: Endpoint) {
+            self.listen = listen
+            self.controller = controller
+        }
+    }
+
+    public let server: RPCServer
+    public let session: ControllerSession
+    public let service: MetadataService
+
+    public static func start(_ configuration: Configuration, logger: Logger) async throws -> MetadataServer {
+        let service = MetadataService(inlineCapacity: configuration.inlineCapacity, logger: logger)
+        let server = try await RPCServer.bind(configuration.listen, handler: service, logger: logger)
+        let rates = RateMeter(server.counters)
+        let cpu = CPUSampler()
+        let registration = RegisterServer(
+            kind: .metadata, tier: .dram, address: configuration.advertise ?? server.localAddress.description,
+            capacityBytes: configuration.inlineCapacity, throughput: 0)
+        let session = ControllerSession(
+            settings: .init(controller: configuration.controller, registration: registration), logger: logger,
+            stats: {
+                var stats = service.stats()
+                let sample = rates.sample()
+                stats.bytesInPerSecond = sample.bytesIn
+                stats.bytesOutPerSecond = sample.bytesOut
+                stats.requestsPerSecond = sample.requests
+                stats.cpu = cpu.sample()
+                return stats
+            },
+            onRegistered: { service.configure($0) })
+        return MetadataServer(server: server, session: session, service: service)
+    }
+
+    public var services: [any Service] { [server, session] }
+}

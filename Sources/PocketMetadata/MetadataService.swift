@@ -1,0 +1,201 @@
+import Foundation
+import Logging
+import NIOCore
+import PocketProtocol
+import PocketRPC
+import Synchronization
+
+/// The metadata server's request logic. Namespace changes happen under one lock on the event loop;
+/// when a change releases blocks, the reply waits until the storage servers have freed them, so
+/// space a client freed is free when its call returns.
+public final class MetadataService: RequestHandler {
+    private let state: Mutex<MetadataState>
+    private let storage: ConnectionPool
+    private let logger: Logger
+
+    public init(inlineCapacity: UInt64, logger: Logger) {
+        state = Mutex(MetadataState(inlineCapacity: inlineCapacity))
+        storage = ConnectionPool(timeout: .seconds(5))
+        self.logger = logger
+    }
+
+    /// Cluster settings, from the controller's answer to registration.
+    public func configure(_ reply: RegisterServerReply) {
+        state.withLock {
+            $0.blockSize = reply.blockSize
+            $0.inlineLimit = reply.inlineLimit
+        }
+    }
+
+    public func stats() -> ServerStats {
+        state.withLock { state in
+            var stats = ServerStats()
+            stats.usedBytes = state.inlineBytes
+            stats.capacityBytes = state.inlineCapacity
+            stats.jobCount = UInt32(state.jobs.count)
+            return stats
+        }
+    }
+
+    public func handle(_ request: Frame) -> Reply {
+        let now = Self.now()
+        switch request.header.opcode {
+        case .putInline:
+            return releasing(request, PutInline.self) { state, request in
+                // Copy the bytes out of the connection's receive buffer before keeping them.
+                var data = ByteBuffer()
+                data.writeImmutableBuffer(request.data)
+                return try state.putInline(request, data: data, now: now)
+            }
+        case .getObject:
+            return request.serve(GetObject.self) { request in try state.withLock { try $0.get(request, now: now) } }
+        case .allocateBlocks:
+            return request.serve(AllocateBlocks.self) { request in
+                BlockList(blocks: try state.withLock { try $0.allocate(request.auth, count: request.count) })
+            }
+        case .commitObject:
+            return releasing(request, CommitObject.self) { state, request in try state.commit(request, now: now) }
+        case .abortBlocks:
+            return releasing(request, AbortBlocks.self) { state, request in try state.abort(request) }
+        case .stat:
+            return request.serve(Stat.self) { request in
+                try state.withLock { try $0.authorize(request.auth).namespace.resolve(request.path).info }
+            }
+        case .list:
+            return request.serve(List.self) { request in
+                EntryList(
+                    entries: try state.withLock {
+                        try $0.authorize(request.auth).namespace.list(request.path, prefix: request.prefix)
+                    })
+            }
+        case .delete:
+            return releasing(request, Delete.self) { state, request in try state.delete(request, now: now) }
+        case .rename:
+            return releasing(request, Rename.self) { state, request in try state.rename(request, now: now) }
+        case .makeDirectory:
+            return request.serve(MakeDirectory.self) { request in
+                try state.withLock { try $0.makeDirectory(request, now: now) }
+                return Empty()
+            }
+        case .getServers:
+            return request.serve(GetServers.self) { _ in
+                ServerTable(servers: state.withLock { $0.servers.values.sorted { $0.id < $1.id } })
+            }
+        case .assignJob:
+            return request.serve(AssignJob.self) { request in
+                state.withLock { $0.assign(request, now: now) }
+                logger.info("job assigned", metadata: ["job.name": "\(request.name)", "job.id": "\(request.jobID)"])
+                return Empty()
+            }
+        case .dropJob:
+            return request.serveAsync(DropJob.self) { request in try await self.dropJob(request.jobID, now: now) }
+        case .serverTable:
+            return request.serve(ServerTable.self) { request in
+                state.withLock { state in
+                    state.servers = Dictionary(uniqueKeysWithValues: request.servers.map { ($0.id, $0) })
+                }
+                return Empty()
+            }
+        case .setWeightMap:
+            return request.serve(SetWeightMap.self) { request in
+                try state.withLock { state throws(PocketError) in
+                    guard state.jobs[request.jobID] != nil else {
+                        throw PocketError(.unknownJob, "job \(request.jobID) is not on this server")
+                    }
+                    state.jobs[request.jobID]!.placer.update(request.weightMap)
+                }
+                return Empty()
+            }
+        case .ping:
+            return request.serve(Ping.self) { _ in Empty() }
+        default:
+            return .error(PocketError(.unknownOpcode, "metadata server does not serve opcode \(request.header.opcode)"))
+        }
+    }
+
+    /// Applies a change that may release blocks; replies once they are freed.
+    private func releasing<R: WireRequest>(
+        _ frame: Frame, _: R.Type, _ change: (inout MetadataState, R) throws -> [BlockRef]
+    ) -> Reply where R.Response == Empty {
+        do {
+            let request = try frame.decode(R.self)
+            let jobID = Self.jobID(of: request)
+            let released = try state.withLock { try change(&$0, request) }
+            if released.isEmpty { return .ok }
+            return .later {
+                _ = await self.free(released, of: jobID)
+                return .ok
+            }
+        } catch {
+            return .error(PocketError(wrapping: error))
+        }
+    }
+
+    private static func jobID<R: WireRequest>(of request: R) -> JobID {
+        switch request {
+        case let request as PutInline: request.auth.job
+        case let request as CommitObject: request.auth.job
+        case let request as AbortBlocks: request.auth.job
+        case let request as Delete: request.auth.job
+        case let request as Rename: request.auth.job
+        default: 0
+        }
+    }
+
+    private func dropJob(_ jobID: JobID, now: Int64) async throws -> DropJobReply {
+        guard let (released, kept) = state.withLock({ $0.drop(jobID, now: now) }) else {
+            throw PocketError(.unknownJob, "job \(jobID) is not on this server")
+        }
+        let freed: FreeReply
+        if kept == 0 {
+            // Nothing survives: drop the job wholesale on every server, which also catches blocks a
+            // client wrote but never committed nor allocated through us.
+            freed = await freeJobEverywhere(jobID)
+        } else {
+            freed = await free(released, of: jobID)
+        }
+        logger.info(
+            "job dropped",
+            metadata: ["job.id": "\(jobID)", "freed.blocks": "\(freed.blocks)", "kept.objects": "\(kept)"])
+        return DropJobReply(freed: freed, persistedObjects: UInt64(kept))
+    }
+
+    /// Frees blocks on their servers, one batched request per server, all servers at once.
+    func free(_ blocks: [BlockRef], of job: JobID) async -> FreeReply {
+        let byServer = Dictionary(grouping: blocks, by: \.server)
+        let addresses = state.withLock { state in byServer.keys.compactMap { id in state.servers[id] } }
+        return await withTaskGroup(of: FreeReply.self) { group in
+            for server in addresses where server.state != .dead {
+                let ids = byServer[server.id]!.map(\.id)
+                group.addTask { await self.call(server, FreeBlocks(jobID: job, ids: ids)) }
+            }
+            return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
+        }
+    }
+
+    private func freeJobEverywhere(_ job: JobID) async -> FreeReply {
+        let servers = state.withLock { Array($0.servers.values) }
+        return await withTaskGroup(of: FreeReply.self) { group in
+            for server in servers where server.state != .dead {
+                group.addTask { await self.call(server, FreeJob(jobID: job)) }
+            }
+            return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
+        }
+    }
+
+    private func call<R: WireRequest>(_ server: StorageServerEntry, _ request: R) async -> FreeReply
+    where R.Response == FreeReply {
+        do {
+            return try await storage.call(Endpoint(parsing: server.address), request)
+        } catch {
+            logger.warning("could not free blocks on storage server \(server.id) (\(server.address)): \(error)")
+            return FreeReply(blocks: 0, bytes: 0)
+        }
+    }
+
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+}

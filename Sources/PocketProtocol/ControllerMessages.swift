@@ -1,0 +1,274 @@
+import NIOCore
+
+// Messages served by the controller, plus `Ping`, which every server answers.
+
+public struct Ping: WireRequest, Hashable {
+    public typealias Response = Empty
+    public static let opcode = Opcode.ping
+    public init() {}
+    public init(from buffer: inout ByteBuffer) throws {}
+    public func encode(into writer: inout WireWriter) {}
+}
+
+public struct RegisterServer: WireRequest, Hashable {
+    public typealias Response = RegisterServerReply
+    public static let opcode = Opcode.registerServer
+
+    public var kind: ServerKind
+    public var tier: Tier
+    public var address: String
+    public var capacityBytes: UInt64
+    /// Declared throughput, bytes per second.
+    public var throughput: UInt64
+
+    public init(kind: ServerKind, tier: Tier, address: String, capacityBytes: UInt64, throughput: UInt64) {
+        self.kind = kind
+        self.tier = tier
+        self.address = address
+        self.capacityBytes = capacityBytes
+        self.throughput = throughput
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        kind = try buffer.readWireEnum(ServerKind.self)
+        tier = try buffer.readWireEnum(Tier.self)
+        address = try buffer.readWireString()
+        capacityBytes = try buffer.readWire()
+        throughput = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(kind.rawValue)
+        writer.buffer.writeInteger(tier.rawValue)
+        writer.buffer.writeWireString(address)
+        writer.buffer.writeInteger(capacityBytes)
+        writer.buffer.writeInteger(throughput)
+    }
+}
+
+/// The server's id and the cluster-wide settings it must follow.
+public struct RegisterServerReply: WireMessage, Hashable {
+    public var serverID: ServerID
+    public var blockSize: UInt32
+    /// Objects up to this size are kept whole by the metadata server (one round trip per put or get).
+    public var inlineLimit: UInt32
+
+    public init(serverID: ServerID, blockSize: UInt32, inlineLimit: UInt32) {
+        self.serverID = serverID
+        self.blockSize = blockSize
+        self.inlineLimit = inlineLimit
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        serverID = try buffer.readWire()
+        blockSize = try buffer.readWire()
+        inlineLimit = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(serverID)
+        writer.buffer.writeInteger(blockSize)
+        writer.buffer.writeInteger(inlineLimit)
+    }
+}
+
+/// Sent every second by each server. A controller that does not know the id answers `unknownServer`,
+/// and the server registers again (the controller restarted).
+public struct Heartbeat: WireRequest, Hashable {
+    public typealias Response = Empty
+    public static let opcode = Opcode.heartbeat
+
+    public var serverID: ServerID
+    public var stats: ServerStats
+
+    public init(serverID: ServerID, stats: ServerStats) {
+        self.serverID = serverID
+        self.stats = stats
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        serverID = try buffer.readWire()
+        stats = try ServerStats(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(serverID)
+        stats.encode(into: &writer)
+    }
+}
+
+public struct RegisterJob: WireRequest, Hashable {
+    public typealias Response = JobGrant
+    public static let opcode = Opcode.registerJob
+
+    public var name: String
+    public var hints: JobHints
+
+    public init(name: String, hints: JobHints) {
+        self.name = name
+        self.hints = hints
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        name = try buffer.readWireString()
+        hints = try JobHints(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeWireString(name)
+        hints.encode(into: &writer)
+    }
+}
+
+/// What a job's holder needs to use it: its id, its secret and its metadata server.
+public struct JobGrant: WireMessage, Hashable {
+    public var jobID: JobID
+    public var token: String
+    public var metadataAddress: String
+    public var blockSize: UInt32
+    public var inlineLimit: UInt32
+
+    public init(jobID: JobID, token: String, metadataAddress: String, blockSize: UInt32, inlineLimit: UInt32) {
+        self.jobID = jobID
+        self.token = token
+        self.metadataAddress = metadataAddress
+        self.blockSize = blockSize
+        self.inlineLimit = inlineLimit
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        jobID = try buffer.readWire()
+        token = try buffer.readWireString()
+        metadataAddress = try buffer.readWireString()
+        blockSize = try buffer.readWire()
+        inlineLimit = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(jobID)
+        writer.buffer.writeWireString(token)
+        writer.buffer.writeWireString(metadataAddress)
+        writer.buffer.writeInteger(blockSize)
+        writer.buffer.writeInteger(inlineLimit)
+    }
+}
+
+/// A job named and proven by its token: deregistration and lookup.
+public struct JobCredentials: Hashable, Sendable {
+    public var name: String
+    public var token: String
+
+    public init(name: String, token: String) {
+        self.name = name
+        self.token = token
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        name = try buffer.readWireString()
+        token = try buffer.readWireString()
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeWireString(name)
+        buffer.writeWireString(token)
+    }
+}
+
+public struct DeregisterJob: WireRequest, Hashable {
+    public typealias Response = Empty
+    public static let opcode = Opcode.deregisterJob
+
+    public var job: JobCredentials
+    public init(job: JobCredentials) { self.job = job }
+    public init(from buffer: inout ByteBuffer) throws { job = try JobCredentials(from: &buffer) }
+    public func encode(into writer: inout WireWriter) { job.write(to: &writer.buffer) }
+}
+
+public struct LookupJob: WireRequest, Hashable {
+    public typealias Response = JobGrant
+    public static let opcode = Opcode.lookupJob
+
+    public var job: JobCredentials
+    public init(job: JobCredentials) { self.job = job }
+    public init(from buffer: inout ByteBuffer) throws { job = try JobCredentials(from: &buffer) }
+    public func encode(into writer: inout WireWriter) { job.write(to: &writer.buffer) }
+}
+
+public struct ListJobs: WireRequest, Hashable {
+    public typealias Response = JobList
+    public static let opcode = Opcode.listJobs
+    public init() {}
+    public init(from buffer: inout ByteBuffer) throws {}
+    public func encode(into writer: inout WireWriter) {}
+}
+
+public struct JobList: WireMessage, Hashable {
+    public var jobs: [JobInfo]
+    public init(jobs: [JobInfo]) { self.jobs = jobs }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        jobs = try buffer.readWireArray(minimumElementSize: 40) { try JobInfo(from: &$0) }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(UInt32(jobs.count))
+        for job in jobs { job.encode(into: &writer) }
+    }
+}
+
+public struct ClusterStatusRequest: WireRequest, Hashable {
+    public typealias Response = ClusterStatus
+    public static let opcode = Opcode.clusterStatus
+    public init() {}
+    public init(from buffer: inout ByteBuffer) throws {}
+    public func encode(into writer: inout WireWriter) {}
+}
+
+public struct ClusterStatus: WireMessage, Hashable {
+    public var blockSize: UInt32
+    public var servers: [ServerInfo]
+    public var jobs: [JobInfo]
+
+    public init(blockSize: UInt32, servers: [ServerInfo], jobs: [JobInfo]) {
+        self.blockSize = blockSize
+        self.servers = servers
+        self.jobs = jobs
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        blockSize = try buffer.readWire()
+        servers = try buffer.readWireArray(minimumElementSize: 20) { try ServerInfo(from: &$0) }
+        jobs = try buffer.readWireArray(minimumElementSize: 40) { try JobInfo(from: &$0) }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(blockSize)
+        writer.buffer.writeInteger(UInt32(servers.count))
+        for server in servers { server.encode(into: &writer) }
+        writer.buffer.writeInteger(UInt32(jobs.count))
+        for job in jobs { job.encode(into: &writer) }
+    }
+}
+
+public struct UpdateHints: WireRequest, Hashable {
+    public typealias Response = JobInfo
+    public static let opcode = Opcode.updateHints
+
+    public var job: JobCredentials
+    public var hints: JobHints
+
+    public init(job: JobCredentials, hints: JobHints) {
+        self.job = job
+        self.hints = hints
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        job = try JobCredentials(from: &buffer)
+        hints = try JobHints(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        job.write(to: &writer.buffer)
+        hints.encode(into: &writer)
+    }
+}

@@ -1,0 +1,409 @@
+import NIOCore
+
+public typealias ServerID = UInt32
+public typealias JobID = UInt64
+public typealias BlockID = UInt64
+
+public enum ServerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case metadata = 1
+    case storage = 2
+    public var description: String { self == .metadata ? "metadata" : "storage" }
+}
+
+/// A storage tier, cheapest last.
+public enum Tier: UInt8, Sendable, CaseIterable, Comparable, CustomStringConvertible {
+    case dram = 1
+    case ssd = 2
+    case hdd = 3
+
+    public init?(name: String) {
+        guard let tier = Tier.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = tier
+    }
+
+    public var description: String {
+        switch self {
+        case .dram: "dram"
+        case .ssd: "ssd"
+        case .hdd: "hdd"
+        }
+    }
+
+    public static func < (lhs: Tier, rhs: Tier) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+public enum ServerState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case active = 1
+    case draining = 2
+    case dead = 3
+
+    public var description: String {
+        switch self {
+        case .active: "active"
+        case .draining: "draining"
+        case .dead: "dead"
+        }
+    }
+}
+
+/// What a job tells Pocket about itself; any subset may be given.
+public struct JobHints: Hashable, Sendable, WireMessage {
+    public var latencySensitive: Bool?
+    public var maxLambdas: UInt32?
+    /// Peak aggregate throughput, bytes per second.
+    public var peakThroughput: UInt64?
+    /// Bytes.
+    public var capacity: UInt64?
+
+    public init(
+        latencySensitive: Bool? = nil, maxLambdas: UInt32? = nil, peakThroughput: UInt64? = nil,
+        capacity: UInt64? = nil
+    ) {
+        self.latencySensitive = latencySensitive
+        self.maxLambdas = maxLambdas
+        self.peakThroughput = peakThroughput
+        self.capacity = capacity
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        let present = try buffer.readWire(UInt8.self)
+        guard present & ~0x0F == 0 else { throw PocketError.malformed("unknown hint bits \(present)") }
+        if present & 1 != 0 { latencySensitive = try buffer.readWireBool() }
+        if present & 2 != 0 { maxLambdas = try buffer.readWire() }
+        if present & 4 != 0 { peakThroughput = try buffer.readWire() }
+        if present & 8 != 0 { capacity = try buffer.readWire() }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        var present: UInt8 = 0
+        if latencySensitive != nil { present |= 1 }
+        if maxLambdas != nil { present |= 2 }
+        if peakThroughput != nil { present |= 4 }
+        if capacity != nil { present |= 8 }
+        writer.buffer.writeInteger(present)
+        if let latencySensitive { writer.buffer.writeWireBool(latencySensitive) }
+        if let maxLambdas { writer.buffer.writeInteger(maxLambdas) }
+        if let peakThroughput { writer.buffer.writeInteger(peakThroughput) }
+        if let capacity { writer.buffer.writeInteger(capacity) }
+    }
+}
+
+/// Storage server → fraction of a job's data. Weights are positive and sum to 1.
+public struct WeightMap: Hashable, Sendable, WireMessage {
+    public struct Entry: Hashable, Sendable {
+        public var server: ServerID
+        public var weight: Double
+        public init(server: ServerID, weight: Double) {
+            self.server = server
+            self.weight = weight
+        }
+    }
+
+    public var entries: [Entry]
+
+    public init(_ entries: [Entry] = []) { self.entries = entries }
+
+    /// Equal weights over `servers`.
+    public static func even(_ servers: [ServerID]) -> WeightMap {
+        WeightMap(servers.map { Entry(server: $0, weight: 1 / Double(servers.count)) })
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        entries = try buffer.readWireArray(minimumElementSize: 12) { buffer in
+            let entry = Entry(server: try buffer.readWire(), weight: try buffer.readWireDouble())
+            guard entry.weight >= 0 else { throw PocketError.malformed("negative weight") }
+            return entry
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeWireArray(entries) { buffer, entry in
+            buffer.writeInteger(entry.server)
+            buffer.writeWireDouble(entry.weight)
+        }
+    }
+}
+
+/// Where a block lives.
+public struct BlockRef: Hashable, Sendable {
+    public var id: BlockID
+    public var server: ServerID
+    public init(id: BlockID, server: ServerID) {
+        self.id = id
+        self.server = server
+    }
+
+    static let wireSize = 12
+
+    init(from buffer: inout ByteBuffer) throws {
+        id = try buffer.readWire()
+        server = try buffer.readWire()
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(id)
+        buffer.writeInteger(server)
+    }
+}
+
+/// A server's load, reported to the controller every second.
+public struct ServerStats: Hashable, Sendable, WireMessage {
+    public var usedBytes: UInt64 = 0
+    public var capacityBytes: UInt64 = 0
+    public var blockCount: UInt64 = 0
+    /// Fraction of one core, over the last interval.
+    public var cpu: Double = 0
+    public var bytesInPerSecond: UInt64 = 0
+    public var bytesOutPerSecond: UInt64 = 0
+    public var requestsPerSecond: UInt64 = 0
+    /// Jobs a metadata server holds.
+    public var jobCount: UInt32 = 0
+
+    public init() {}
+
+    public init(from buffer: inout ByteBuffer) throws {
+        usedBytes = try buffer.readWire()
+        capacityBytes = try buffer.readWire()
+        blockCount = try buffer.readWire()
+        cpu = try buffer.readWireDouble()
+        bytesInPerSecond = try buffer.readWire()
+        bytesOutPerSecond = try buffer.readWire()
+        requestsPerSecond = try buffer.readWire()
+        jobCount = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(usedBytes)
+        writer.buffer.writeInteger(capacityBytes)
+        writer.buffer.writeInteger(blockCount)
+        writer.buffer.writeWireDouble(cpu)
+        writer.buffer.writeInteger(bytesInPerSecond)
+        writer.buffer.writeInteger(bytesOutPerSecond)
+        writer.buffer.writeInteger(requestsPerSecond)
+        writer.buffer.writeInteger(jobCount)
+    }
+}
+
+/// A server as the controller knows it.
+public struct ServerInfo: Hashable, Sendable, WireMessage {
+    public var id: ServerID
+    public var kind: ServerKind
+    public var tier: Tier
+    public var address: String
+    public var state: ServerState
+    /// Declared throughput, bytes per second.
+    public var throughput: UInt64
+    public var stats: ServerStats
+
+    public init(
+        id: ServerID, kind: ServerKind, tier: Tier, address: String, state: ServerState, throughput: UInt64,
+        stats: ServerStats
+    ) {
+        self.id = id
+        self.kind = kind
+        self.tier = tier
+        self.address = address
+        self.state = state
+        self.throughput = throughput
+        self.stats = stats
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        id = try buffer.readWire()
+        kind = try buffer.readWireEnum(ServerKind.self)
+        tier = try buffer.readWireEnum(Tier.self)
+        address = try buffer.readWireString()
+        state = try buffer.readWireEnum(ServerState.self)
+        throughput = try buffer.readWire()
+        stats = try ServerStats(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(id)
+        writer.buffer.writeInteger(kind.rawValue)
+        writer.buffer.writeInteger(tier.rawValue)
+        writer.buffer.writeWireString(address)
+        writer.buffer.writeInteger(state.rawValue)
+        writer.buffer.writeInteger(throughput)
+        stats.encode(into: &writer)
+    }
+}
+
+/// The resources a job is given.
+public struct Allocation: Hashable, Sendable, WireMessage {
+    public var tier: Tier
+    /// Bytes per second.
+    public var throughput: UInt64
+    public var capacity: UInt64
+
+    public init(tier: Tier, throughput: UInt64, capacity: UInt64) {
+        self.tier = tier
+        self.throughput = throughput
+        self.capacity = capacity
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        tier = try buffer.readWireEnum(Tier.self)
+        throughput = try buffer.readWire()
+        capacity = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(tier.rawValue)
+        writer.buffer.writeInteger(throughput)
+        writer.buffer.writeInteger(capacity)
+    }
+}
+
+/// A job as the controller knows it (no secrets).
+public struct JobInfo: Hashable, Sendable, WireMessage {
+    public var name: String
+    public var id: JobID
+    public var hints: JobHints
+    public var allocation: Allocation
+    public var weightMap: WeightMap
+    public var metadataAddress: String
+
+    public init(
+        name: String, id: JobID, hints: JobHints, allocation: Allocation, weightMap: WeightMap,
+        metadataAddress: String
+    ) {
+        self.name = name
+        self.id = id
+        self.hints = hints
+        self.allocation = allocation
+        self.weightMap = weightMap
+        self.metadataAddress = metadataAddress
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        name = try buffer.readWireString()
+        id = try buffer.readWire()
+        hints = try JobHints(from: &buffer)
+        allocation = try Allocation(from: &buffer)
+        weightMap = try WeightMap(from: &buffer)
+        metadataAddress = try buffer.readWireString()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeWireString(name)
+        writer.buffer.writeInteger(id)
+        hints.encode(into: &writer)
+        allocation.encode(into: &writer)
+        weightMap.encode(into: &writer)
+        writer.buffer.writeWireString(metadataAddress)
+    }
+}
+
+/// A storage server as metadata servers and clients need it: where it is and whether to use it.
+public struct StorageServerEntry: Hashable, Sendable {
+    public var id: ServerID
+    public var address: String
+    public var tier: Tier
+    public var state: ServerState
+    public var capacityBytes: UInt64
+
+    public init(id: ServerID, address: String, tier: Tier, state: ServerState, capacityBytes: UInt64) {
+        self.id = id
+        self.address = address
+        self.tier = tier
+        self.state = state
+        self.capacityBytes = capacityBytes
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        id = try buffer.readWire()
+        address = try buffer.readWireString()
+        tier = try buffer.readWireEnum(Tier.self)
+        state = try buffer.readWireEnum(ServerState.self)
+        capacityBytes = try buffer.readWire()
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(id)
+        buffer.writeWireString(address)
+        buffer.writeInteger(tier.rawValue)
+        buffer.writeInteger(state.rawValue)
+        buffer.writeInteger(capacityBytes)
+    }
+}
+
+/// A job's identity and secret, carried by every namespace operation.
+public struct JobAuth: Hashable, Sendable {
+    public var job: JobID
+    public var token: String
+
+    public init(job: JobID, token: String) {
+        self.job = job
+        self.token = token
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        job = try buffer.readWire()
+        token = try buffer.readWireString()
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(job)
+        buffer.writeWireString(token)
+    }
+}
+
+public enum EntryKind: UInt8, Sendable {
+    case file = 1
+    case directory = 2
+    case symlink = 3
+}
+
+/// A namespace entry: what `stat` and `list` return.
+public struct EntryInfo: Hashable, Sendable, WireMessage {
+    public var node: UInt64
+    public var name: String
+    public var kind: EntryKind
+    public var size: UInt64
+    public var mode: UInt32
+    /// Nanoseconds since the epoch.
+    public var modified: Int64
+    public var changed: Int64
+    public var persist: Bool
+    public var symlinkTarget: String
+
+    public init(
+        node: UInt64, name: String, kind: EntryKind, size: UInt64, mode: UInt32, modified: Int64, changed: Int64,
+        persist: Bool = false, symlinkTarget: String = ""
+    ) {
+        self.node = node
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.mode = mode
+        self.modified = modified
+        self.changed = changed
+        self.persist = persist
+        self.symlinkTarget = symlinkTarget
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        node = try buffer.readWire()
+        name = try buffer.readWireString()
+        kind = try buffer.readWireEnum(EntryKind.self)
+        size = try buffer.readWire()
+        mode = try buffer.readWire()
+        modified = try buffer.readWire()
+        changed = try buffer.readWire()
+        persist = try buffer.readWireBool()
+        symlinkTarget = try buffer.readWireString()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(node)
+        writer.buffer.writeWireString(name)
+        writer.buffer.writeInteger(kind.rawValue)
+        writer.buffer.writeInteger(size)
+        writer.buffer.writeInteger(mode)
+        writer.buffer.writeInteger(modified)
+        writer.buffer.writeInteger(changed)
+        writer.buffer.writeWireBool(persist)
+        writer.buffer.writeWireString(symlinkTarget)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Logging
+import NIOCore
+import PocketProtocol
+import ServiceLifecycle
+import Synchronization
+
+/// A server's membership in the cluster: registers with the controller, then sends its stats every
+/// interval. When the controller does not know it (it restarted) or cannot be reached, it registers
+/// again, so the cluster heals without operator help.
+public final class ControllerSession: Service, Sendable {
+    public struct Settings: Sendable {
+        public var controller: Endpoint
+        public var registration: RegisterServer
+        public var interval: Duration = .seconds(1)
+        public init(controller: Endpoint, registration: RegisterServer) {
+            self.controller = controller
+            self.registration = registration
+        }
+    }
+
+    private let settings: Settings
+    private let stats: @Sendable () -> ServerStats
+    private let onRegistered: @Sendable (RegisterServerReply) -> Void
+    private let registered = Mutex<RegisterServerReply?>(nil)
+    private let logger: Logger
+
+    public init(
+        settings: Settings, logger: Logger, stats: @escaping @Sendable () -> ServerStats,
+        onRegistered: @escaping @Sendable (RegisterServerReply) -> Void = { _ in }
+    ) {
+        self.settings = settings
+        self.stats = stats
+        self.onRegistered = onRegistered
+        self.logger = logger
+    }
+
+    /// The cluster settings from the last registration, once registered.
+    public var registration: RegisterServerReply? { registered.withLock { $0 } }
+
+    /// Registers, retrying until the controller answers; returns its reply.
+    public func register() async throws -> RegisterServerReply {
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                let connection = try await RPCConnection.connect(to: settings.controller, timeout: .seconds(3))
+                let reply: RegisterServerReply
+                do {
+                    reply = try await connection.call(settings.registration)
+                    await connection.close()
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                registered.withLock { $0 = reply }
+                onRegistered(reply)
+                logger.info(
+                    "registered with controller",
+                    metadata: ["server.id": "\(reply.serverID)", "controller": "\(settings.controller)"])
+                return reply
+            } catch {
+                logger.debug("controller \(settings.controller) not reachable yet: \(error)")
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+            }
+        }
+    }
+
+    public func run() async throws {
+        if registration == nil { _ = try await register() }
+        let pool = ConnectionPool(timeout: .seconds(2))
+        try? await cancelWhenGracefulShutdown { try await self.sendHeartbeats(pool) }
+        await pool.closeAll()
+    }
+
+    private func sendHeartbeats(_ pool: ConnectionPool) async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: settings.interval)
+            guard let id = registration?.serverID else { continue }
+            do {
+                _ = try await pool.call(settings.controller, Heartbeat(serverID: id, stats: stats()))
+            } catch let error as PocketError where error.code == .unknownServer {
+                logger.warning("controller forgot this server; registering again")
+                _ = try await register()
+            } catch {
+                logger.debug("heartbeat failed: \(error)")
+            }
+        }
+    }
+}
+
+/// CPU time this process used between two samples, as a fraction of one core.
+public final class CPUSampler: Sendable {
+    private let last = Mutex<(wall: UInt64, cpu: UInt64)>((0, 0))
+
+    public init() {
+        _ = sample()
+    }
+
+    public func sample() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let cpu = UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+            + UInt64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+        let wall = DispatchTime.now().uptimeNanoseconds / 1000
+        return last.withLock { last in
+            defer { last = (wall, cpu) }
+            guard last.wall != 0, wall > last.wall else { return 0 }
+            return Double(cpu - last.cpu) / Double(wall - last.wall)
+        }
+    }
+}
+
+/// Turns monotonically growing counters into per-second rates between two samples.
+public final class RateMeter: Sendable {
+    private let last = Mutex<(time: UInt64, snapshot: ServerCounters.Snapshot)?>(nil)
+    private let counters: ServerCounters
+
+    public init(_ counters: ServerCounters) {
+        self.counters = counters
+    }
+
+    public func sample() -> (bytesIn: UInt64, bytesOut: UInt64, requests: UInt64) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let snapshot = counters.snapshot()
+        return last.withLock { last in
+            defer { last = (now, snapshot) }
+            guard let previous = last, now > previous.time else { return (0, 0, 0) }
+            let seconds = Double(now - previous.time) / 1e9
+            func rate(_ a: UInt64, _ b: UInt64) -> UInt64 { UInt64(Double(a &- b) / seconds) }
+            return (
+                rate(snapshot.bytesIn, previous.snapshot.bytesIn), rate(snapshot.bytesOut, previous.snapshot.bytesOut),
+                rate(snapshot.requests, previous.snapshot.requests)
+            )
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import PocketBench
+import PocketClient
+import PocketProtocol
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure put or get throughput and latency on a temporary job.")
+
+    @Option(help: "put or get.") var op = "put"
+    @Option(help: "Object size.") var size = ByteSize(bytes: 1024)
+    @Option(help: "Operations to run.") var count = 10_000
+    @Option(help: "Concurrent operations.") var concurrency = 1
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var controller: ControllerOption
+
+    func validate() throws {
+        guard Bench.Operation(rawValue: op) != nil else { throw ValidationError("--op must be put or get") }
+        guard count > 0, concurrency > 0 else { throw ValidationError("--count and --concurrency must be positive") }
+        guard size.bytes <= 1 << 30 else { throw ValidationError("--size must be at most 1 GiB") }
+    }
+
+    func run() async throws {
+        var options = Bench.Options()
+        options.operation = Bench.Operation(rawValue: op)!
+        options.size = Int(size.bytes)
+        options.count = count
+        options.concurrency = concurrency
+        let client = try controller.client()
+        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let outcome = await capture {
+            let job = try await client.registerJob(name)
+            let result = await capture { try await Bench.run(options, job: job) }
+            try await client.deregisterJob(job)
+            return try result.get()
+        }
+        await client.close()
+        let result = try outcome.get()
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            print(
+                "\(result.op) \(Units.formatSize(UInt64(result.size))) × \(result.count), concurrency \(result.concurrency): "
+                    + "\(Int(result.ops_per_s)) ops/s, \(Units.formatRate(UInt64(result.bytes_per_s))), "
+                    + "p50 \(Int(result.p50_us)) µs, p99 \(Int(result.p99_us)) µs, max \(Int(result.max_us)) µs")
+        }
+    }
+}

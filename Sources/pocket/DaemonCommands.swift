@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PocketController
+import PocketLocal
+import PocketMetadata
+import PocketProtocol
+import PocketRPC
+import PocketStorage
+import ServiceLifecycle
+
+struct DaemonOptions: ParsableArguments {
+    @Option(help: "Write the bound address to this file once listening (for supervisors).")
+    var readyFile: String?
+
+    /// Runs the daemon's services until SIGTERM/SIGINT; announces readiness first.
+    func run(_ services: [any Service], address: Endpoint, logger: Logger) async throws {
+        if let readyFile {
+            let temporary = readyFile + ".tmp"
+            try (address.description + "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
+            _ = rename(temporary, readyFile)
+        }
+        var all = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        if let parent = ProcessInfo.processInfo.environment["POCKET_PARENT_PID"].flatMap(Int32.init) {
+            all.append(.init(service: ParentWatch(parent: parent, logger: logger)))
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: all, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Ends a child daemon whose parent (`pocket up`, a test) died without stopping it.
+struct ParentWatch: Service {
+    let parent: Int32
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled {
+            if getppid() != parent {
+                logger.warning("parent process \(parent) is gone; exiting")
+                exit(0)
+            }
+            try? await Task.sleep(for: .milliseconds(300))
+        }
+    }
+}
+
+extension Pocket {
+    struct Controller: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the controller daemon.")
+
+        @Option(help: "Address to listen on.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
+        @Option(help: "Block size for the cluster.") var blockSize = ByteSize(bytes: 64 << 10)
+        @Option(help: "Objects up to this size are kept inline by metadata servers (one round trip).")
+        var inlineLimit = ByteSize(bytes: 8 << 10)
+        @OptionGroup var log: LogOptions
+        @OptionGroup var daemon: DaemonOptions
+
+        func validate() throws {
+            guard blockSize.bytes >= 4096, blockSize.bytes <= 8 << 20 else {
+                throw ValidationError("--block-size must be between 4 KiB and 8 MiB")
+            }
+            guard inlineLimit.bytes <= blockSize.bytes else {
+                throw ValidationError("--inline-limit must not exceed the block size")
+            }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap(label: "pocket.controller")
+            var settings = ControllerState.Settings()
+            settings.blockSize = UInt32(blockSize.bytes)
+            settings.inlineLimit = UInt32(inlineLimit.bytes)
+            let service = ControllerService(settings: settings, logger: logger)
+            let server = try await RPCServer.bind(listen, handler: service, logger: logger)
+            logger.info("controller listening on \(server.localAddress)")
+            try await daemon.run([server, service], address: server.localAddress, logger: logger)
+        }
+    }
+
+    struct Metadata: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a metadata server.")
+
+        @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
+        @OptionGroup var controller: ControllerOption
+        @Option(help: "Memory for small objects kept inline.") var inlineCapacity = ByteSize(bytes: 1 << 30)
+        @OptionGroup var log: LogOptions
+        @OptionGroup var daemon: DaemonOptions
+
+        func run() async throws {
+            let logger = log.bootstrap(label: "pocket.metadata")
+            var configuration = MetadataServer.Configuration(listen: listen, controller: try controller.endpoint)
+            configuration.inlineCapacity = inlineCapacity.bytes
+            let metadata = try await MetadataServer.start(configuration, logger: logger)
+            logger.info("metadata server listening on \(metadata.server.localAddress)")
+            try await daemon.run(metadata.services, address: metadata.server.localAddress, logger: logger)
+        }
+    }
+
+    struct Storage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a storage server.")
+
+        @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
+        @OptionGroup var controller: ControllerOption
+        @Option(help: "Bytes this server may hold.") var capacity = ByteSize(bytes: 4 << 30)
+        @Option(help: "Storage tier (only dram is available so far).") var tier = Tier.dram
+        @Option(help: "Declared network throughput.") var throughput = ByteRate(argument: "8Gb/s")!
+        @OptionGroup var log: LogOptions
+        @OptionGroup var daemon: DaemonOptions
+
+        func validate() throws {
+            guard tier == .dram else { throw ValidationError("only the dram tier is available so far") }
+            guard capacity.bytes > 0 else { throw ValidationError("--capacity must be positive") }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap(label: "pocket.storage")
+            var configuration = StorageServer.Configuration(
+                listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
+            configuration.throughput = throughput.bytesPerSecond
+            let storage = try await StorageServer.start(
+                configuration, store: DRAMBlockStore(capacityBytes: capacity.bytes), logger: logger)
+            logger.info("storage server listening on \(storage.server.localAddress)")
+            try await daemon.run(storage.services, address: storage.server.localAddress, logger: logger)
+        }
+    }
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a controller, a metadata server and storage servers on this machine.")
+
+        @Option(help: "Controller address.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
+        @Option(help: "Number of storage servers.") var storageServers = 2
+        @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
+        @Option(help: "Storage tier.") var tier = Tier.dram
+        @Option(help: "Directory for logs (default: a new temporary directory).") var dataDir: String?
+        @OptionGroup var log: LogOptions
+
+        func validate() throws {
+            guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
+            guard tier == .dram else { throw ValidationError("only the dram tier is available so far") }
+        }
+
+        func run() async throws {
+            let logger = log.bootstrap(label: "pocket.up")
+            let work = URL(
+                fileURLWithPath: dataDir ?? NSTemporaryDirectory() + "pocket-up-\(getpid())", isDirectory: true)
+            var options = LocalCluster.Options(
+                executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), workDirectory: work)
+            options.controller = listen
+            options.storageServers = storageServers
+            options.storageCapacity = capacity.bytes
+            options.tier = tier
+            options.logLevel = log.logLevel.rawValue
+            let cluster = try await LocalCluster.start(options)
+            print("Pocket is up: controller \(cluster.controller.endpoint), 1 metadata server, \(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)).")
+            print("Logs in \(work.path). Ctrl-C stops everything.")
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: ClusterSupervisor(cluster: cluster, logger: logger))],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+}
+
+/// Keeps `pocket up` running until a signal, then stops the cluster; reports children that die.
+struct ClusterSupervisor: Service {
+    let cluster: LocalCluster
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var reported = Set<Int32>()
+            while !Task.isCancelled {
+                for process in cluster.processes where !process.isRunning && reported.insert(process.pid).inserted {
+                    logger.error("\(process.role) (pid \(process.pid)) exited; see \(process.logFile.path)")
+                }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        await cluster.stop()
+        print("Pocket stopped.")
+    }
+}

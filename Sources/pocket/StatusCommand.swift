@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import PocketClient
+import PocketProtocol
+
+extension Pocket {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the cluster's servers and jobs.")
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var controller: ControllerOption
+
+        func run() async throws {
+            let client = try controller.client()
+            let result = await capture { try await client.status() }
+            await client.close()
+            let status = try result.get()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(StatusJSON(status)), as: UTF8.self))
+                return
+            }
+            var servers = TextTable(["ID", "KIND", "TIER", "ADDRESS", "STATE", "USED", "CAPACITY", "CPU", "IN/S", "OUT/S"])
+            for server in status.servers {
+                let stats = server.stats
+                servers.add([
+                    "\(server.id)", "\(server.kind)", server.kind == .storage ? "\(server.tier)" : "-", server.address,
+                    "\(server.state)", Units.formatSize(stats.usedBytes), Units.formatSize(stats.capacityBytes),
+                    "\(Int((stats.cpu * 100).rounded()))%", Units.formatSize(stats.bytesInPerSecond),
+                    Units.formatSize(stats.bytesOutPerSecond),
+                ])
+            }
+            print(servers.render())
+            var jobs = TextTable(["JOB", "TIER", "THROUGHPUT", "CAPACITY", "WEIGHT MAP"])
+            for job in status.jobs {
+                let map = job.weightMap.entries.map { "\($0.server):\(formatWeight($0.weight))" }.joined(separator: " ")
+                jobs.add([
+                    job.name, "\(job.allocation.tier)", Units.formatRate(job.allocation.throughput),
+                    Units.formatSize(job.allocation.capacity), map,
+                ])
+            }
+            print(status.jobs.isEmpty ? "no jobs" : jobs.render(), terminator: status.jobs.isEmpty ? "\n" : "")
+        }
+    }
+}
+
+/// The `pocket status --json` document.
+struct StatusJSON: Encodable {
+    struct Server: Encodable {
+        var id: UInt32
+        var kind: String
+        var tier: String
+        var address: String
+        var state: String
+        var used_bytes: UInt64
+        var capacity_bytes: UInt64
+        var block_count: UInt64
+        var cpu: Double
+        var bytes_in_per_s: UInt64
+        var bytes_out_per_s: UInt64
+        var requests_per_s: UInt64
+    }
+
+    struct Job: Encodable {
+        var name: String
+        var id: UInt64
+        var tier: String
+        var throughput_bytes_per_s: UInt64
+        var capacity_bytes: UInt64
+        /// Server id (as a string) → fraction of the job's data.
+        var weightmap: [String: Double]
+        var metadata: String
+    }
+
+    var block_size: UInt32
+    var servers: [Server]
+    var jobs: [Job]
+
+    init(_ status: ClusterStatus) {
+        block_size = status.blockSize
+        servers = status.servers.map {
+            Server(
+                id: $0.id, kind: "\($0.kind)", tier: "\($0.tier)", address: $0.address, state: "\($0.state)",
+                used_bytes: $0.stats.usedBytes, capacity_bytes: $0.stats.capacityBytes, block_count: $0.stats.blockCount,
+                cpu: $0.stats.cpu, bytes_in_per_s: $0.stats.bytesInPerSecond,
+                bytes_out_per_s: $0.stats.bytesOutPerSecond, requests_per_s: $0.stats.requestsPerSecond)
+        }
+        jobs = status.jobs.map { job in
+            Job(
+                name: job.name, id: job.id, tier: "\(job.allocation.tier)",
+                throughput_bytes_per_s: job.allocation.throughput, capacity_bytes: job.allocation.capacity,
+                weightmap: Dictionary(uniqueKeysWithValues: job.weightMap.entries.map { ("\($0.server)", $0.weight) }),
+                metadata: job.metadataAddress)
+        }
+    }
+}
