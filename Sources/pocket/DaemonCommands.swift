@@ -36,12 +36,14 @@ struct ParentWatch: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isCancelled {
-            if getppid() != parent {
-                logger.warning("parent process \(parent) is gone; exiting")
-                exit(0)
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if getppid() != parent {
+                    logger.warning("parent process \(parent) is gone; exiting")
+                    exit(0)
+                }
+                try? await Task.sleep(for: .milliseconds(300))
             }
-            try? await Task.sleep(for: .milliseconds(300))
         }
     }
 }
@@ -153,8 +155,10 @@ extension Pocket {
             options.tier = tier
             options.logLevel = log.logLevel.rawValue
             let cluster = try await LocalCluster.start(options)
-            print("Pocket is up: controller \(cluster.controller.endpoint), 1 metadata server, \(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)).")
-            print("Logs in \(work.path). Ctrl-C stops everything.")
+            say(
+                "Pocket is up: controller \(cluster.controller.endpoint), 1 metadata server, "
+                    + "\(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)) each.\n"
+                    + "Logs in \(work.path). Ctrl-C stops everything.")
             let group = ServiceGroup(
                 configuration: .init(
                     services: [.init(service: ClusterSupervisor(cluster: cluster, logger: logger))],
@@ -180,6 +184,11 @@ struct ClusterSupervisor: Service {
             }
         }
         await cluster.stop()
-        print("Pocket stopped.")
+        say("Pocket stopped.")
     }
+}
+
+/// Prints a line at once, even when standard output is a file or pipe.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
