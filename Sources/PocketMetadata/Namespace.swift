@@ -112,10 +112,10 @@ public struct Namespace: Sendable {
         guard !components.isEmpty else { throw PocketError(.invalidArgument, "'\(path)' names the job's root") }
         var current = Self.rootID
         for name in components.dropLast() {
-            guard case .directory(let children) = nodes[current]!.content else {
+            guard case .directory = nodes[current]!.content else {
                 throw PocketError(.notDirectory, "a parent of '\(path)' is not a directory")
             }
-            if let child = children[name] {
+            if let child = child(named: name, in: current) {
                 current = child
             } else if createParents {
                 current = insert(name: name, in: current, content: .directory([:]), mode: 0o755, persist: false, now: now)
@@ -127,6 +127,13 @@ public struct Namespace: Sendable {
             throw PocketError(.notDirectory, "the parent of '\(path)' is not a directory")
         }
         return current
+    }
+
+    /// The id of `name` in directory `parent`. (A helper, so no binding of the children dictionary
+    /// outlives the lookup: a live binding would make the next insert copy the whole directory.)
+    private func child(named name: String, in parent: NodeID) -> NodeID? {
+        guard case .directory(let children) = nodes[parent]!.content else { return nil }
+        return children[name]
     }
 
     private mutating func insert(
@@ -169,7 +176,7 @@ public struct Namespace: Sendable {
             throw PocketError(.alreadyExists, "'\(path)' exists")
         }
         let parent = try parentDirectory(of: components, path: path, createParents: parents, now: now)
-        if case .directory(let children) = nodes[parent]!.content, let existing = children[components.last!] {
+        if let existing = child(named: components.last!, in: parent) {
             if parents, case .directory = nodes[existing]!.content { return }
             throw PocketError(.alreadyExists, "'\(path)' exists")
         }
@@ -184,8 +191,7 @@ public struct Namespace: Sendable {
         let components = try Self.components(path)
         let parent = try parentDirectory(of: components, path: path, createParents: true, now: now)
         let name = components.last!
-        guard case .directory(let children) = nodes[parent]!.content else { return [] }
-        if let existing = children[name] {
+        if let existing = child(named: name, in: parent) {
             guard case .file(let old) = nodes[existing]!.content else {
                 throw PocketError(.isDirectory, "'\(path)' is a directory or symlink")
             }
@@ -253,7 +259,7 @@ public struct Namespace: Sendable {
         }
 
         var released: [BlockRef] = []
-        if case .directory(let children) = nodes[parent]!.content, let existingID = children[name] {
+        if let existingID = child(named: name, in: parent) {
             if existingID == source.id { return [] }
             let existing = nodes[existingID]!
             switch (source.content, existing.content) {
@@ -287,24 +293,22 @@ public struct Namespace: Sendable {
 
     /// Prunes below `id`; returns how many persisted files remain there.
     private mutating func prune(_ id: NodeID, released: inout [BlockRef], now: Int64) -> Int {
-        guard let node = nodes[id] else { return 0 }
-        switch node.content {
-        case .directory(let children):
-            var kept = 0
-            for (name, child) in children {
-                let keptBelow = prune(child, released: &released, now: now)
-                kept += keptBelow
-                if keptBelow == 0, nodes[child]?.persist != true {
-                    unlink(name, from: id, now: now)
-                    released += removeSubtree(child)
-                }
-            }
-            return kept
-        case .file:
-            return node.persist ? 1 : 0
-        case .symlink:
-            return 0
+        let entries: [(name: String, id: NodeID)]
+        switch nodes[id]?.content {
+        case .directory(let children)?: entries = children.map { ($0.key, $0.value) }
+        case .file?: return nodes[id]!.persist ? 1 : 0
+        default: return 0
         }
+        var kept = 0
+        for entry in entries {
+            let keptBelow = prune(entry.id, released: &released, now: now)
+            kept += keptBelow
+            if keptBelow == 0, nodes[entry.id]?.persist != true {
+                unlink(entry.name, from: id, now: now)
+                released += removeSubtree(entry.id)
+            }
+        }
+        return kept
     }
 
     /// Every block the namespace references.

@@ -1,0 +1,253 @@
+import NIOCore
+import Testing
+
+@testable import PocketProtocol
+
+/// One sample of every message, for round trips and malformed-input checks.
+let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
+    let auth = JobAuth(job: 42, token: "0123456789abcdef0123456789abcdef")
+    let hints = JobHints(latencySensitive: true, maxLambdas: 100, peakThroughput: 1_000_000, capacity: 1 << 30)
+    let map = WeightMap([.init(server: 1, weight: 0.25), .init(server: 2, weight: 0.75)])
+    let blocks = [BlockRef(id: 7, server: 1), BlockRef(id: 8, server: 2)]
+    var stats = ServerStats()
+    stats.usedBytes = 123
+    stats.capacityBytes = 1 << 30
+    stats.blockCount = 2
+    stats.cpu = 0.5
+    stats.bytesInPerSecond = 10
+    stats.bytesOutPerSecond = 20
+    stats.requestsPerSecond = 30
+    stats.jobCount = 4
+    let server = ServerInfo(
+        id: 3, kind: .storage, tier: .ssd, address: "127.0.0.1:9000", state: .draining, throughput: 1_000_000_000,
+        stats: stats)
+    let job = JobInfo(
+        name: "sort", id: 42, hints: hints, allocation: Allocation(tier: .dram, throughput: 5, capacity: 6),
+        weightMap: map, metadataAddress: "127.0.0.1:7071")
+    let entry = EntryInfo(
+        node: 9, name: "part-0", kind: .symlink, size: 3, mode: 0o644, modified: 1, changed: 2, persist: true,
+        symlinkTarget: "a/b")
+    let table = ServerTable(servers: [
+        StorageServerEntry(id: 1, address: "127.0.0.1:1", tier: .dram, state: .active, capacityBytes: 10)
+    ])
+    let data = ByteBuffer(bytes: Array(0..<200).map { UInt8($0) })
+    let big = ByteBuffer(repeating: 0xAB, count: 70_000)
+    let credentials = JobCredentials(name: "sort", token: "secret")
+    return [
+        ("Ping", Ping.opcode, Ping()),
+        ("RegisterServer", RegisterServer.opcode,
+         RegisterServer(kind: .storage, tier: .hdd, address: "[::1]:80", capacityBytes: 5, throughput: 6)),
+        ("RegisterServerReply", nil, RegisterServerReply(serverID: 1, blockSize: 65536, inlineLimit: 8192)),
+        ("Heartbeat", Heartbeat.opcode, Heartbeat(serverID: 2, stats: stats)),
+        ("RegisterJob", RegisterJob.opcode, RegisterJob(name: "sort", hints: hints)),
+        ("RegisterJob no hints", RegisterJob.opcode, RegisterJob(name: "x", hints: JobHints())),
+        ("JobGrant", nil, JobGrant(jobID: 1, token: "t", metadataAddress: "a:1", blockSize: 2, inlineLimit: 3)),
+        ("DeregisterJob", DeregisterJob.opcode, DeregisterJob(job: credentials)),
+        ("LookupJob", LookupJob.opcode, LookupJob(job: credentials)),
+        ("ListJobs", ListJobs.opcode, ListJobs()),
+        ("JobList", nil, JobList(jobs: [job, job])),
+        ("ClusterStatusRequest", ClusterStatusRequest.opcode, ClusterStatusRequest()),
+        ("ClusterStatus", nil, ClusterStatus(blockSize: 65536, servers: [server], jobs: [job])),
+        ("UpdateHints", UpdateHints.opcode, UpdateHints(job: credentials, hints: JobHints(capacity: 9))),
+        ("AssignJob", AssignJob.opcode, AssignJob(jobID: 1, name: "sort", token: "t", weightMap: map)),
+        ("DropJob", DropJob.opcode, DropJob(jobID: 5)),
+        ("DropJobReply", nil, DropJobReply(freed: FreeReply(blocks: 1, bytes: 2), persistedObjects: 3)),
+        ("ServerTable", ServerTable.opcode, table),
+        ("SetWeightMap", SetWeightMap.opcode, SetWeightMap(jobID: 1, weightMap: map)),
+        ("PutInline", PutInline.opcode, PutInline(auth: auth, path: "a/b", persist: true, data: data)),
+        ("GetObject", GetObject.opcode, GetObject(auth: auth, path: "a/b", deleteAfterRead: true)),
+        ("ObjectLocation inline", nil, ObjectLocation(size: 200, blockSize: 65536, inline: data, blocks: [])),
+        ("ObjectLocation blocks", nil, ObjectLocation(size: 70_000, blockSize: 65536, inline: nil, blocks: blocks)),
+        ("AllocateBlocks", AllocateBlocks.opcode, AllocateBlocks(auth: auth, count: 16)),
+        ("BlockList", nil, BlockList(blocks: blocks)),
+        ("CommitObject", CommitObject.opcode,
+         CommitObject(auth: auth, path: "p", persist: false, size: 70_000, blocks: blocks)),
+        ("AbortBlocks", AbortBlocks.opcode, AbortBlocks(auth: auth, blocks: blocks)),
+        ("Stat", Stat.opcode, Stat(auth: auth, path: "p")),
+        ("EntryInfo", nil, entry),
+        ("List", List.opcode, List(auth: auth, path: "/", prefix: "pa")),
+        ("EntryList", nil, EntryList(entries: [entry, entry])),
+        ("Delete", Delete.opcode, Delete(auth: auth, path: "d", recursive: true)),
+        ("Rename", Rename.opcode, Rename(auth: auth, from: "a", to: "b")),
+        ("MakeDirectory", MakeDirectory.opcode, MakeDirectory(auth: auth, path: "d/e", parents: true)),
+        ("GetServers", GetServers.opcode, GetServers()),
+        ("WriteBlocks", WriteBlocks.opcode,
+         WriteBlocks(jobID: 42, blocks: [.init(id: 1, data: data), .init(id: 2, data: big)])),
+        ("ReadBlocks", ReadBlocks.opcode,
+         ReadBlocks(jobID: 42, ranges: [BlockRange(id: 1), BlockRange(id: 2, offset: 10, length: 20)])),
+        ("BlockData", nil, BlockData(blocks: [data, big, ByteBuffer()])),
+        ("FreeBlocks", FreeBlocks.opcode, FreeBlocks(jobID: 42, ids: [1, 2, 3])),
+        ("FreeJob", FreeJob.opcode, FreeJob(jobID: 42)),
+        ("FreeReply", nil, FreeReply(blocks: 4, bytes: 5)),
+        ("StorageStats", StorageStats.opcode, StorageStats()),
+        ("ServerStats", nil, stats),
+        ("Empty", nil, Empty()),
+    ]
+}()
+
+/// Encodes `message` into a frame and returns the frame's bytes, contiguous.
+func frameBytes(_ message: some WireMessage, opcode: Opcode = .ping, requestID: UInt64 = 99) -> ByteBuffer {
+    var all = ByteBuffer()
+    for var part in WireWriter.frame(message, header: FrameHeader(opcode: opcode, requestID: requestID)) {
+        all.writeBuffer(&part)
+    }
+    return all
+}
+
+/// The payload alone (what a decoder sees).
+func payloadBytes(_ message: some WireMessage) -> ByteBuffer {
+    var bytes = frameBytes(message)
+    bytes.moveReaderIndex(forwardBy: FrameHeader.size)
+    return bytes
+}
+
+func decodeAgain<M: WireMessage>(_ message: M) throws -> M {
+    var decoder = FrameDecoder()
+    var bytes = frameBytes(message)
+    guard case .frame(let frame) = decoder.decode(buffer: &bytes) else {
+        throw PocketError(.malformed, "no frame")
+    }
+    #expect(frame.header.requestID == 99)
+    #expect(bytes.readableBytes == 0)
+    return try frame.decode(M.self)
+}
+
+/// The canonical encoding: equal messages encode to equal bytes (ByteBuffers compare by content).
+func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
+    payloadBytes(a) == payloadBytes(b)
+}
+
+@Suite struct MessageCodecTests {
+    @Test(arguments: samples.indices)
+    func everyMessageSurvivesARoundTrip(_ index: Int) throws {
+        let sample = samples[index]
+        func check<M: WireMessage>(_ message: M) throws {
+            let decoded = try decodeAgain(message)
+            #expect(sameEncoding(decoded, message), "\(sample.name) changed in a round trip")
+            if let message = message as? any Hashable, let decoded = decoded as? any Hashable {
+                #expect(AnyHashable(message) == AnyHashable(decoded), "\(sample.name) decoded to a different value")
+            }
+        }
+        try check(sample.message)
+    }
+
+    @Test func blockDataSurvivesByteForByte() throws {
+        let original = WriteBlocks(
+            jobID: 1, blocks: [.init(id: 9, data: ByteBuffer(bytes: (0..<100_000).map { UInt8($0 % 251) }))])
+        let decoded = try decodeAgain(original)
+        #expect(decoded.blocks.count == 1)
+        #expect(decoded.blocks[0].id == 9)
+        #expect(decoded.blocks[0].data == original.blocks[0].data)
+    }
+
+    @Test(arguments: samples.indices)
+    func everyTruncationIsRejected(_ index: Int) {
+        let sample = samples[index]
+        let full = payloadBytes(sample.message)
+        func attempt<M: WireMessage>(_: M.Type) {
+            for length in 0..<full.readableBytes {
+                let frame = Frame(
+                    header: FrameHeader(opcode: .ping, requestID: 1), payload: full.getSlice(at: full.readerIndex, length: length)!)
+                #expect(throws: PocketError.self, "\(sample.name) accepted \(length) of \(full.readableBytes) bytes") {
+                    try frame.decode(M.self)
+                }
+            }
+        }
+        func open<M: WireMessage>(_ message: M) { attempt(M.self) }
+        open(sample.message)
+    }
+
+    @Test(arguments: samples.indices)
+    func trailingBytesAreRejected(_ index: Int) {
+        let sample = samples[index]
+        var payload = payloadBytes(sample.message)
+        payload.writeInteger(UInt8(0))
+        func open<M: WireMessage>(_ message: M) {
+            let frame = Frame(header: FrameHeader(opcode: .ping, requestID: 1), payload: payload)
+            #expect(throws: PocketError.self) { try frame.decode(M.self) }
+        }
+        open(sample.message)
+    }
+
+    /// Random payloads must decode or throw PocketError, never trap or allocate without bound.
+    @Test(arguments: samples.indices)
+    func randomBytesNeverCrashADecoder(_ index: Int) {
+        var generator = SplitMix64(seed: UInt64(index) &+ 0x5EED)
+        let sample = samples[index]
+        let valid = payloadBytes(sample.message)
+        func open<M: WireMessage>(_ message: M) {
+            for round in 0..<300 {
+                var bytes: ByteBuffer
+                if round % 2 == 0 {
+                    let count = Int(generator.next() % 96)
+                    bytes = ByteBuffer(bytes: (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+                } else {
+                    // Flip a few bytes of a valid encoding: lengths and counts become garbage.
+                    var mutated = Array(valid.readableBytesView)
+                    guard !mutated.isEmpty else { continue }
+                    for _ in 0..<3 {
+                        mutated[Int(generator.next() % UInt64(mutated.count))] = UInt8(truncatingIfNeeded: generator.next())
+                    }
+                    bytes = ByteBuffer(bytes: mutated)
+                }
+                let frame = Frame(header: FrameHeader(opcode: .ping, requestID: 1), payload: bytes)
+                do {
+                    _ = try frame.decode(M.self)
+                } catch {
+                    #expect(error is PocketError)
+                }
+            }
+        }
+        open(sample.message)
+    }
+
+    @Test func badEnumValuesAndBooleansAreMalformed() {
+        var payload = ByteBuffer()
+        payload.writeInteger(UInt8(9))  // no such ServerKind
+        let frame = Frame(header: FrameHeader(opcode: .registerServer, requestID: 1), payload: payload)
+        #expect(throws: PocketError.self) { try frame.decode(RegisterServer.self) }
+
+        var boolean = ByteBuffer()
+        boolean.writeInteger(UInt64(1))
+        boolean.writeInteger(UInt8(2))
+        #expect(throws: PocketError.self) {
+            try Frame(header: FrameHeader(opcode: .delete, requestID: 1), payload: boolean).decode(GetObject.self)
+        }
+    }
+
+    @Test func forgedCountsAreRejectedBeforeAllocating() {
+        var payload = ByteBuffer()
+        payload.writeInteger(UInt64(1))  // job
+        payload.writeInteger(UInt32.max)  // four billion ids, no bytes behind them
+        let frame = Frame(header: FrameHeader(opcode: .freeBlocks, requestID: 1), payload: payload)
+        #expect(throws: PocketError.self) { try frame.decode(FreeBlocks.self) }
+    }
+
+    @Test func errorFramesCarryCodeAndMessage() {
+        var decoder = FrameDecoder()
+        var bytes = ByteBuffer()
+        for var part in WireWriter.errorFrame(PocketError(.noSpace, "full"), opcode: .writeBlocks, requestID: 5) {
+            bytes.writeBuffer(&part)
+        }
+        guard case .frame(let frame) = decoder.decode(buffer: &bytes) else {
+            Issue.record("no frame")
+            return
+        }
+        #expect(frame.header.isResponse)
+        #expect(frame.header.requestID == 5)
+        #expect(frame.error == PocketError(.noSpace, "full"))
+    }
+}
+
+/// A small deterministic generator for reproducible random tests.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
