@@ -83,7 +83,10 @@ let package = Package(
         .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol"]),
         .testTarget(
             name: "PocketIntegrationTests",
-            dependencies: ["PocketClient", "PocketProtocol", "PocketRPC"]
+            dependencies: [
+                "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ]
 )

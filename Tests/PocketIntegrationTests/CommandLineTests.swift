@@ -1,0 +1,137 @@
+import Foundation
+import PocketLocal
+import PocketProtocol
+import Testing
+
+/// The `pocket` command as a user runs it, against a real cluster.
+@Suite(.serialized) struct CommandLineTests {
+    struct Run {
+        var status: Int32
+        var output: String
+        var errors: String
+    }
+
+    func pocket(_ arguments: [String], controller: String, home: URL, input: URL? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = try pocketExecutable()
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["POCKET_CONTROLLER"] = controller
+        environment["POCKET_HOME"] = home.path
+        process.environment = environment
+        let output = home.appendingPathComponent("stdout")
+        let errors = home.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return Run(
+            status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
+            errors: try String(contentsOf: errors, encoding: .utf8))
+    }
+
+    @Test func aUserCanRegisterStoreListFetchAndDeregister() async throws {
+        try await withCluster { cluster, _ in
+            let home = try temporaryDirectory("cli")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let controller = cluster.controller.endpoint.description
+            func run(_ arguments: String..., input: URL? = nil) throws -> Run {
+                try pocket(arguments, controller: controller, home: home, input: input)
+            }
+
+            var result = try run("job", "register", "cli", "--lambdas", "10", "--capacity", "2GiB")
+            #expect(result.status == 0, "\(result.errors)")
+            let tokenFile = home.appendingPathComponent("tokens/127.0.0.1_\(cluster.controller.endpoint.port)/cli")
+            let mode = try FileManager.default.attributesOfItem(atPath: tokenFile.path)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+
+            let source = home.appendingPathComponent("input")
+            try Data(pattern(3 << 20 + 5, seed: 1).readableBytesView).write(to: source)
+            result = try run("put", "cli", "data/part-0", source.path)
+            #expect(result.status == 0, "\(result.errors)")
+            result = try run("put", "cli", "data/note", input: source)  // from standard input
+            #expect(result.status == 0, "\(result.errors)")
+            let copy = home.appendingPathComponent("copy")
+            result = try run("get", "cli", "data/part-0", copy.path)
+            #expect(result.status == 0, "\(result.errors)")
+            #expect(try Data(contentsOf: copy) == Data(contentsOf: source))
+
+            result = try run("ls", "cli", "data/")
+            #expect(result.output == "data/note\ndata/part-0\n")
+            result = try run("ls", "cli", "data/p")
+            #expect(result.output == "data/part-0\n")
+            result = try run("rm", "cli", "data/note")
+            #expect(result.status == 0)
+            result = try run("get", "cli", "data/note", home.appendingPathComponent("x").path)
+            #expect(result.status != 0)
+            #expect(result.errors.contains("not found"))
+
+            result = try run("job", "list")
+            #expect(result.output.contains("cli"))
+            result = try run("job", "show", "cli")
+            #expect(result.output.contains("max_lambdas=10"))
+            #expect(result.output.contains("capacity=2 GiB"))
+            #expect(result.output.contains("weight map"))
+
+            result = try run("status", "--json")
+            let status = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+            let servers = try #require(status?["servers"] as? [[String: Any]])
+            #expect(servers.count == 3)
+            for server in servers {
+                for key in ["kind", "tier", "address", "state", "used_bytes", "capacity_bytes"] {
+                    #expect(server[key] != nil, "server field \(key)")
+                }
+            }
+            let jobs = try #require(status?["jobs"] as? [[String: Any]])
+            #expect(jobs.first?["name"] as? String == "cli")
+            #expect((jobs.first?["weightmap"] as? [String: Double])?.values.reduce(0, +) ?? 0 > 0.999)
+            #expect(jobs.first?["tier"] as? String == "dram")
+
+            result = try run("status")
+            #expect(result.output.contains("storage"))
+
+            result = try run("job", "deregister", "cli")
+            #expect(result.status == 0, "\(result.errors)")
+            #expect(!FileManager.default.fileExists(atPath: tokenFile.path))
+            result = try run("job", "deregister", "cli")
+            #expect(result.status != 0)
+        }
+    }
+
+    @Test func benchReportsJSONAndCleansUp() async throws {
+        try await withCluster { cluster, client in
+            let home = try temporaryDirectory("bench")
+            defer { try? FileManager.default.removeItem(at: home) }
+            for op in ["put", "get"] {
+                let result = try pocket(
+                    ["bench", "--op", op, "--size", "70KiB", "--count", "200", "--concurrency", "4", "--json"],
+                    controller: cluster.controller.endpoint.description, home: home)
+                #expect(result.status == 0, "\(result.errors)")
+                let report = try #require(
+                    try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+                #expect(report["op"] as? String == op)
+                #expect(report["size"] as? Int == 70 * 1024)
+                #expect(report["count"] as? Int == 200)
+                #expect(report["concurrency"] as? Int == 4)
+                for key in ["ops_per_s", "bytes_per_s", "p50_us", "p99_us", "max_us"] {
+                    #expect((report[key] as? Double ?? 0) > 0, "\(key)")
+                }
+            }
+            #expect(try await client.listJobs().isEmpty, "bench removes its job")
+        }
+    }
+
+    @Test func badArgumentsGetClearErrors() async throws {
+        let home = try temporaryDirectory("args")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let result = try pocket(["job", "register", "x", "--capacity", "lots"], controller: "127.0.0.1:1", home: home)
+        #expect(result.status != 0)
+        #expect(result.errors.contains("capacity"))
+        let unreachable = try pocket(["job", "list"], controller: "127.0.0.1:1", home: home)
+        #expect(unreachable.status != 0)
+        #expect(unreachable.errors.contains("cannot connect"))
+    }
+}

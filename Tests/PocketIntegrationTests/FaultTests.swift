@@ -1,0 +1,146 @@
+import Foundation
+import NIOCore
+import PocketClient
+import PocketLocal
+import PocketProtocol
+import PocketRPC
+import Testing
+
+@Suite(.serialized) struct FaultTests {
+    /// Sends raw bytes to a port and returns whatever comes back before the peer closes or 1 s passes.
+    func sendRaw(_ bytes: [UInt8], to endpoint: Endpoint) throws -> [UInt8] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw PocketError(.io, "socket") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(endpoint.port).bigEndian)
+        inet_pton(AF_INET, endpoint.host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw PocketError(.io, "connect to \(endpoint)") }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            reply += chunk[0..<count]
+        }
+        return reply
+    }
+
+    func header(length: UInt32, version: UInt8 = 1, opcode: UInt8, requestID: UInt64 = 1) -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(length)
+        buffer.writeInteger(version)
+        buffer.writeInteger(opcode)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(requestID)
+        return Array(buffer.readableBytesView)
+    }
+
+    @Test func everyServerSurvivesGarbageOnItsPort() async throws {
+        try await withCluster { cluster, client in
+            let job = try await client.registerJob("survivor")
+            try await job.put("before", pattern(300_000, seed: 1))
+            var generator = SystemRandomNumberGenerator()
+            for server in cluster.processes {
+                // Random bytes, a header announcing a frame far over the limit, a bad version,
+                // and a frame cut short before the peer hangs up.
+                for _ in 0..<5 {
+                    let noise = (0..<Int.random(in: 1...20_000, using: &generator)).map { _ in
+                        UInt8.random(in: 0...255, using: &generator)
+                    }
+                    _ = try sendRaw(noise, to: server.endpoint)
+                }
+                let oversized = try sendRaw(header(length: 1 << 30, opcode: 0x50, requestID: 7), to: server.endpoint)
+                var reply = ByteBuffer(bytes: oversized)
+                var decoder = FrameDecoder()
+                guard case .frame(let frame) = decoder.decode(buffer: &reply) else {
+                    Issue.record("\(server.role) did not answer an oversized frame")
+                    continue
+                }
+                #expect(frame.error?.code == .frameTooLarge)
+                #expect(frame.header.requestID == 7)
+                _ = try sendRaw(header(length: 12, version: 7, opcode: 1), to: server.endpoint)
+                _ = try sendRaw(header(length: 5000, opcode: 0x50) + [1, 2, 3], to: server.endpoint)
+
+                // On a healthy connection: unknown opcodes and malformed payloads get error replies,
+                // and the connection keeps working.
+                let connection = try await RPCConnection.connect(to: server.endpoint)
+                let unknown = try await connection.send(
+                    [ByteBuffer(bytes: header(length: 12, opcode: 0xEE))], timeout: .seconds(5))
+                #expect(unknown.error?.code == .unknownOpcode, "\(server.role)")
+                let malformed = try await connection.send(
+                    [ByteBuffer(bytes: header(length: 15, opcode: Opcode.putInline.rawValue) + [9, 9, 9])],
+                    timeout: .seconds(5))
+                #expect(malformed.error != nil, "\(server.role) accepted a malformed payload")
+                _ = try await connection.call(Ping())
+                await connection.close()
+            }
+            #expect(try await job.get("before") == pattern(300_000, seed: 1))
+            try await job.put("after", pattern(300_000, seed: 2))
+            #expect(try await job.get("after") == pattern(300_000, seed: 2))
+            try await client.deregisterJob(job)
+        }
+    }
+
+    @Test func readsFromAKilledStorageServerFailWithinSeconds() async throws {
+        try await withCluster { cluster, client in
+            let job = try await client.registerJob("victim")
+            try await job.put("striped", pattern(4 << 20, seed: 1))
+            try await job.put("inline", pattern(100, seed: 2))
+            let victim = cluster.storageServers[0]
+            victim.signal(SIGKILL)
+            await victim.waitUntilExit()
+
+            let started = ContinuousClock.now
+            await #expect { try await job.get("striped") } throws: { errorCode($0) == .io }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(try await job.get("inline") == pattern(100, seed: 2), "objects off the dead server still read")
+
+            // The controller marks it dead within about 3 s, and new writes avoid it.
+            let deadline = ContinuousClock.now + .seconds(8)
+            var dead = false
+            while !dead, ContinuousClock.now < deadline {
+                dead = try await client.status().servers.contains {
+                    $0.address == victim.endpoint.description && $0.state == .dead
+                }
+                if !dead { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(dead)
+            try await Task.sleep(for: .milliseconds(300))  // the table reaches the metadata server
+            try await job.put("later", pattern(4 << 20, seed: 3))
+            #expect(try await job.get("later") == pattern(4 << 20, seed: 3))
+            try await client.deregisterJob(job)
+        }
+    }
+
+    @Test func aFrozenStorageServerTimesOutInsteadOfHanging() async throws {
+        var configuration = PocketClient.Configuration()
+        configuration.timeout = .seconds(2)
+        try await withCluster(clientConfiguration: configuration) { cluster, client in
+            let job = try await client.registerJob("frozen")
+            try await job.put("striped", pattern(4 << 20, seed: 1))
+            let victim = cluster.storageServers[1]
+            victim.signal(SIGSTOP)
+            let started = ContinuousClock.now
+            let result = await capture { try await job.get("striped") }
+            victim.signal(SIGCONT)
+            #expect(ContinuousClock.now - started < .seconds(4))
+            guard case .failure(let error) = result else {
+                Issue.record("a read from a stopped server succeeded")
+                return
+            }
+            #expect(errorCode(error) == .io)
+            try await client.deregisterJob(job)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import NIOCore
+import PocketClient
+import PocketLocal
+import PocketProtocol
+import PocketRPC
+import Testing
+
+/// The `pocket` executable built beside this test bundle (or `POCKET_BIN`).
+func pocketExecutable() throws -> URL {
+    if let path = ProcessInfo.processInfo.environment["POCKET_BIN"] { return URL(fileURLWithPath: path) }
+    let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    let candidate = bundle.appendingPathComponent("pocket")
+    guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+        throw PocketError(.notFound, "no pocket executable at \(candidate.path): run `swift build` first or set POCKET_BIN")
+    }
+    return candidate
+}
+
+/// A fresh temporary directory, removed by the caller.
+func temporaryDirectory(_ label: String) throws -> URL {
+    let url = URL(fileURLWithPath: NSTemporaryDirectory())
+        .appendingPathComponent("pocket-test-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// Runs `body` against a real cluster of processes on loopback (kernel-chosen ports), and always
+/// stops the processes and removes the directory; a failing test gets the servers' logs attached.
+func withCluster<T>(
+    storageServers: Int = 2, capacity: UInt64 = 1 << 30, inlineLimit: UInt32? = nil,
+    clientConfiguration: PocketClient.Configuration = .init(),
+    _ body: (LocalCluster, PocketClient) async throws -> T
+) async throws -> T {
+    let directory = try temporaryDirectory("cluster")
+    var options = LocalCluster.Options(executable: try pocketExecutable(), workDirectory: directory)
+    options.storageServers = storageServers
+    options.storageCapacity = capacity
+    options.inlineLimit = inlineLimit
+    let cluster = try await LocalCluster.start(options)
+    let client = PocketClient(controller: cluster.controller.endpoint, configuration: clientConfiguration)
+    let result = await capture { try await body(cluster, client) }
+    await client.close()
+    await cluster.stop()
+    if case .failure = result {
+        for process in cluster.processes {
+            print("---- \(process.role) log ----\n\(process.log.suffix(3000))")
+        }
+    }
+    try? FileManager.default.removeItem(at: directory)
+    return try result.get()
+}
+
+func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do {
+        return .success(try await body())
+    } catch {
+        return .failure(error)
+    }
+}
+
+/// Asks a server directly, on a connection of its own.
+func ask<R: WireRequest>(_ endpoint: Endpoint, _ request: R) async throws -> R.Response {
+    let connection = try await RPCConnection.connect(to: endpoint, timeout: .seconds(5))
+    let result = await capture { try await connection.call(request) }
+    await connection.close()
+    return try result.get()
+}
+
+/// Bytes that differ from object to object: a failed copy or a misplaced block shows.
+func pattern(_ size: Int, seed: UInt64) -> ByteBuffer {
+    var buffer = ByteBufferAllocator().buffer(capacity: size)
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+        let words = raw.bindMemory(to: UInt64.self)
+        for index in 0..<(size / 8) {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            words[index] = state
+        }
+        for index in (size / 8 * 8)..<size { raw[index] = UInt8(truncatingIfNeeded: state >> (index % 8)) }
+        return size
+    }
+    return buffer
+}
+
+func errorCode(_ error: any Error) -> PocketError.Code? {
+    (error as? PocketError)?.code
+}
