@@ -68,6 +68,9 @@ public final class ControllerService: RequestHandler, Service {
             try state.admit(name: request.name, hints: request.hints, newID: Secrets.jobID(), token: Secrets.token())
         }
         do {
+            // The metadata server gets the storage table first, so the job's first allocation
+            // already knows every server of its weight map.
+            try await metadataCall(job.info.metadataAddress, state.withLock { $0.storageTable })
             try await metadataCall(
                 job.info.metadataAddress,
                 AssignJob(jobID: job.info.id, name: job.info.name, token: job.token, weightMap: job.info.weightMap))
