@@ -60,6 +60,16 @@ let package = Package(
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ]
         ),
+        // The FUSE front-end: /pocket/<job> over PocketClient, on libfuse3's low-level API.
+        .target(
+            name: "PocketFUSE",
+            dependencies: [
+                "CFuse", "PocketClient", "PocketProtocol", "PocketRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Runs a cluster as child processes on this machine (`pocket up`, the local provisioner).
         .target(
             name: "PocketLocal",
@@ -71,7 +81,7 @@ let package = Package(
             name: "pocket",
             dependencies: [
                 "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
-                "PocketClient", "PocketLocal", "PocketBench",
+                "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -79,6 +89,7 @@ let package = Package(
         ),
         .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol"]),
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
+        .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
         .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol"]),
         .testTarget(

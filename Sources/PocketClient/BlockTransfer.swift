@@ -56,19 +56,27 @@ final class BlockTransfer: Sendable {
 
     // MARK: Reading
 
+    /// A byte range of one block to read. Holes read as zeros; a stored block shorter than the range
+    /// (a file grown past it) is extended with zeros.
+    struct Piece: Sendable {
+        var block: BlockRef
+        var offset: Int
+        var length: Int
+    }
+
     /// Reads the blocks of `location` and hands their bytes to `consume` in order, one block at a time.
     func read(_ location: ObjectLocation, consume: (ByteBuffer) async throws -> Void) async throws {
         let blockSize = UInt64(location.blockSize)
-        let expected: [Int] = location.blocks.indices.map { index in
-            Int(min(blockSize, location.size - UInt64(index) * blockSize))
-        }
         guard UInt64(location.blocks.count) * blockSize >= location.size else {
             throw PocketError(.io, "object of \(location.size) bytes has only \(location.blocks.count) blocks")
         }
-        let window = configuration.batchBlocks
-        let windows = stride(from: 0, to: location.blocks.count, by: window).map {
-            $0..<min($0 + window, location.blocks.count)
+        let pieces = location.blocks.indices.map { index in
+            Piece(
+                block: location.blocks[index], offset: 0,
+                length: Int(min(blockSize, location.size - UInt64(index) * blockSize)))
         }
+        let window = configuration.batchBlocks
+        let windows = stride(from: 0, to: pieces.count, by: window).map { $0..<min($0 + window, pieces.count) }
         try await withThrowingTaskGroup(of: (Int, [ByteBuffer]).self) { group in
             var launched = 0
             var delivered = 0
@@ -77,9 +85,7 @@ final class BlockTransfer: Sendable {
                 while launched < windows.count, launched - delivered < configuration.maxInFlight {
                     let index = launched
                     let range = windows[index]
-                    group.addTask {
-                        (index, try await self.readWindow(Array(location.blocks[range]), Array(expected[range])))
-                    }
+                    group.addTask { (index, try await self.read(Array(pieces[range]))) }
                     launched += 1
                 }
                 guard let (index, blocks) = try await group.next() else { break }
@@ -92,13 +98,27 @@ final class BlockTransfer: Sendable {
         }
     }
 
-    /// Reads consecutive blocks, one request per server, and returns them in order.
-    private func readWindow(_ blocks: [BlockRef], _ lengths: [Int]) async throws -> [ByteBuffer] {
-        let positions = Dictionary(grouping: blocks.indices, by: { blocks[$0].server })
-        return try await withThrowingTaskGroup(of: [(Int, ByteBuffer)].self) { group in
-            for (server, indices) in positions {
+    /// Reads pieces of blocks, one request per server, all servers at once; returns them in order.
+    func read(_ pieces: [Piece]) async throws -> [ByteBuffer] {
+        var result = [ByteBuffer](repeating: ByteBuffer(), count: pieces.count)
+        var byServer: [ServerID: [Int]] = [:]
+        for (index, piece) in pieces.enumerated() {
+            if piece.block.isHole {
+                result[index] = ByteBuffer(repeating: 0, count: piece.length)
+            } else if piece.length > 0 {
+                byServer[piece.block.server, default: []].append(index)
+            }
+        }
+        try await withThrowingTaskGroup(of: [(Int, ByteBuffer)].self) { group in
+            for (server, indices) in byServer {
                 group.addTask {
-                    let request = ReadBlocks(jobID: self.job, ranges: indices.map { BlockRange(id: blocks[$0].id) })
+                    let request = ReadBlocks(
+                        jobID: self.job,
+                        ranges: indices.map {
+                            BlockRange(
+                                id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset),
+                                length: UInt32(pieces[$0].length))
+                        })
                     let reply: BlockData
                     do {
                         reply = try await self.storageConnections.call(try await self.endpoint(of: server), request)
@@ -111,18 +131,23 @@ final class BlockTransfer: Sendable {
                     return Array(zip(indices, reply.blocks))
                 }
             }
-            var result = [ByteBuffer](repeating: ByteBuffer(), count: blocks.count)
-            for try await pieces in group {
-                for (index, data) in pieces {
-                    guard data.readableBytes == lengths[index] else {
-                        throw PocketError(
-                            .io, "block \(blocks[index].id) has \(data.readableBytes) bytes, expected \(lengths[index])")
+            for try await answers in group {
+                for (index, data) in answers {
+                    let wanted = pieces[index].length
+                    guard data.readableBytes <= wanted else {
+                        throw PocketError(.io, "block \(pieces[index].block.id) returned more bytes than asked")
                     }
-                    result[index] = data
+                    if data.readableBytes == wanted {
+                        result[index] = data
+                    } else {
+                        var padded = data
+                        padded.writeRepeatingByte(0, count: wanted - data.readableBytes)
+                        result[index] = padded
+                    }
                 }
             }
-            return result
         }
+        return result
     }
 
     // MARK: Servers

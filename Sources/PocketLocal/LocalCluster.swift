@@ -90,12 +90,27 @@ public final class LocalCluster: Sendable {
         return process
     }
 
+    /// Mounts the cluster at `directory` with a `pocket mount` process; stopping the cluster unmounts.
+    @discardableResult
+    public func mount(at directory: String, environment: [String: String] = [:]) async throws -> LocalProcess {
+        let index = counter.add(1, ordering: .relaxed).newValue
+        let process = try await LocalProcess.launch(
+            executable: options.executable, role: "mount-\(index)",
+            arguments: ["mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel],
+            workDirectory: options.workDirectory, announcesEndpoint: false)
+        members.withLock { $0.insert(process, at: 0) }
+        return process
+    }
+
+    public var mounts: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("mount") } } }
+
     /// Waits until the controller lists every running member as active.
     public func waitUntilRegistered(timeout: Duration = .seconds(20)) async throws {
         let client = PocketClient(controller: controller.endpoint)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            let expected = Set(members.withLock { $0.filter(\.isRunning).map(\.endpoint.description) })
+            let expected = Set(
+                members.withLock { $0.filter { $0.isRunning && !$0.role.hasPrefix("mount") }.map(\.endpoint.description) })
             if let status = try? await client.status() {
                 let active = Set(status.servers.filter { $0.state == .active }.map(\.address))
                 if expected.isSubset(of: active) {
@@ -109,11 +124,12 @@ public final class LocalCluster: Sendable {
         throw PocketError(.timedOut, "servers did not register with the controller within \(timeout)")
     }
 
-    /// Stops every process: members first, then the controller.
+    /// Stops every process: mounts first (they unmount), then the servers, then the controller.
     public func stop() async {
+        for mount in mounts { await mount.stop(grace: .seconds(10)) }
         let members = self.members.withLock { $0 }
         await withTaskGroup(of: Void.self) { group in
-            for process in members { group.addTask { await process.stop() } }
+            for process in members where !process.role.hasPrefix("mount") { group.addTask { await process.stop() } }
         }
         await controller.stop()
     }

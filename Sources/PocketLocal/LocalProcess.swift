@@ -20,10 +20,11 @@ public final class LocalProcess: @unchecked Sendable {
         self.process = process
     }
 
-    /// Starts `executable arguments…` and waits until it has bound its port (it writes the bound
-    /// address to the file named by `--ready-file`).
+    /// Starts `executable arguments…` and waits until it is ready: it writes the file named by
+    /// `--ready-file` (a server its bound address, a mount its mountpoint).
     public static func launch(
-        executable: URL, role: String, arguments: [String], workDirectory: URL, timeout: Duration = .seconds(20)
+        executable: URL, role: String, arguments: [String], workDirectory: URL, timeout: Duration = .seconds(20),
+        announcesEndpoint: Bool = true
     ) async throws -> LocalProcess {
         let readyFile = workDirectory.appendingPathComponent("\(role).ready")
         let logFile = workDirectory.appendingPathComponent("\(role).log")
@@ -46,7 +47,8 @@ public final class LocalProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let text = try? String(contentsOf: readyFile, encoding: .utf8), text.hasSuffix("\n") {
-                let endpoint = try Endpoint(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines))
+                let announced = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                let endpoint = announcesEndpoint ? try Endpoint(parsing: announced) : Endpoint(host: announced, port: 0)
                 return LocalProcess(role: role, endpoint: endpoint, logFile: logFile, process: process)
             }
             guard process.isRunning else {

@@ -77,6 +77,16 @@ public final class MetadataService: RequestHandler {
                 try state.withLock { try $0.makeDirectory(request, now: now) }
                 return Empty()
             }
+        case .create:
+            return request.serve(Create.self) { request in try state.withLock { try $0.create(request, now: now) } }
+        case .makeSymlink:
+            return request.serve(MakeSymlink.self) { request in
+                try state.withLock { try $0.makeSymlink(request, now: now) }
+            }
+        case .setAttributes:
+            return request.serve(SetAttributes.self) { request in
+                try state.withLock { try $0.setAttributes(request, now: now) }
+            }
         case .getServers:
             return request.serve(GetServers.self) { _ in
                 ServerTable(servers: state.withLock { $0.servers.values.sorted { $0.id < $1.id } })

@@ -70,6 +70,7 @@ struct MetadataState {
     mutating func drop(_ jobID: JobID, now: Int64) -> (released: [BlockRef], kept: Int)? {
         guard var job = jobs.removeValue(forKey: jobID) else { return nil }
         var (released, kept) = job.namespace.dropEphemeral(now: now)
+        released = released.filter { !$0.isHole }
         released += job.pending.map { BlockRef(id: $0.key, server: $0.value) }
         if kept > 0 { retired[job.name] = (jobID, job.namespace, job.nextBlock) }
         unaccount(released)
@@ -120,14 +121,24 @@ struct MetadataState {
             throw PocketError(
                 .invalidArgument, "\(request.size) bytes need \(expected) blocks, \(request.blocks.count) given")
         }
-        for block in request.blocks where jobs[request.auth.job]!.pending[block.id] != block.server {
-            throw PocketError(.invalidArgument, "block \(block.id) was not allocated to this upload")
+        // Blocks the file at `path` holds now may be kept; everything else must be freshly reserved.
+        var current = Set<BlockID>()
+        if let node = try? jobs[request.auth.job]!.namespace.resolve(request.path), case .file(let data) = node.content {
+            current = Set(data.blocks.lazy.filter { !$0.isHole }.map(\.id))
+        }
+        var kept = Set<BlockID>()
+        for block in request.blocks where !block.isHole {
+            let reserved = jobs[request.auth.job]!.pending[block.id] == block.server
+            guard reserved || current.contains(block.id), kept.insert(block.id).inserted else {
+                throw PocketError(.invalidArgument, "block \(block.id) is neither reserved nor part of '\(request.path)'")
+            }
         }
         let replaced = try jobs[request.auth.job]!.namespace.putFile(
             request.path, data: .init(size: request.size, blocks: request.blocks), persist: request.persist, now: now)
         for block in request.blocks { jobs[request.auth.job]!.pending.removeValue(forKey: block.id) }
-        unaccount(replaced)
-        return replaced
+        let released = replaced.filter { !$0.isHole && !kept.contains($0.id) }
+        unaccount(released)
+        return released
     }
 
     mutating func abort(_ request: AbortBlocks) throws(PocketError) -> [BlockRef] {
@@ -156,7 +167,8 @@ struct MetadataState {
         }
         let replaced = try jobs[request.auth.job]!.namespace.putFile(
             request.path, data: .init(size: UInt64(data.readableBytes), inline: data), persist: request.persist,
-            now: now)
+            now: now
+        ).filter { !$0.isHole }
         unaccount(replaced)
         return replaced
     }
@@ -176,16 +188,39 @@ struct MetadataState {
 
     mutating func delete(_ request: Delete, now: Int64) throws(PocketError) -> [BlockRef] {
         try authorize(request.auth)
-        let released = try jobs[request.auth.job]!.namespace.delete(request.path, recursive: request.recursive, now: now)
+        let released = try jobs[request.auth.job]!.namespace.delete(
+            request.path, recursive: request.recursive, kind: request.kind, now: now
+        ).filter { !$0.isHole }
         unaccount(released)
         return released
     }
 
     mutating func rename(_ request: Rename, now: Int64) throws(PocketError) -> [BlockRef] {
         try authorize(request.auth)
-        let released = try jobs[request.auth.job]!.namespace.rename(request.from, to: request.to, now: now)
+        let released = try jobs[request.auth.job]!.namespace.rename(
+            request.from, to: request.to, noReplace: request.noReplace, now: now
+        ).filter { !$0.isHole }
         unaccount(released)
         return released
+    }
+
+    mutating func create(_ request: Create, now: Int64) throws(PocketError) -> EntryInfo {
+        try authorize(request.auth)
+        return try jobs[request.auth.job]!.namespace.create(
+            request.path, mode: request.mode, exclusive: request.exclusive, now: now
+        ).info
+    }
+
+    mutating func makeSymlink(_ request: MakeSymlink, now: Int64) throws(PocketError) -> EntryInfo {
+        try authorize(request.auth)
+        return try jobs[request.auth.job]!.namespace.makeSymlink(request.path, target: request.target, now: now).info
+    }
+
+    mutating func setAttributes(_ request: SetAttributes, now: Int64) throws(PocketError) -> EntryInfo {
+        try authorize(request.auth)
+        return try jobs[request.auth.job]!.namespace.setAttributes(
+            request.path, mode: request.mode, modified: request.modified, now: now
+        ).info
     }
 
     mutating func makeDirectory(_ request: MakeDirectory, now: Int64) throws(PocketError) {

@@ -216,14 +216,61 @@ public struct Namespace: Sendable {
     }
 
     /// Removes `path`; a directory must be empty unless `recursive`. Returns the blocks released.
-    public mutating func delete(_ path: String, recursive: Bool, now: Int64) throws(PocketError) -> [BlockRef] {
+    public mutating func delete(
+        _ path: String, recursive: Bool, kind: Delete.Kind = .any, now: Int64
+    ) throws(PocketError) -> [BlockRef] {
         let target = try resolve(path)
         guard target.id != Self.rootID else { throw PocketError(.invalidArgument, "cannot delete the job's root") }
+        switch (kind, target.kind) {
+        case (.nonDirectory, .directory): throw PocketError(.isDirectory, "'\(path)' is a directory")
+        case (.directory, .file), (.directory, .symlink): throw PocketError(.notDirectory, "'\(path)' is not a directory")
+        default: break
+        }
         if case .directory(let children) = target.content, !children.isEmpty, !recursive {
             throw PocketError(.notEmpty, "'\(path)' is not empty")
         }
         unlink(target.name, from: target.parent, now: now)
         return removeSubtree(target.id)
+    }
+
+    /// Creates an empty file; without `exclusive` an existing file is returned as it is.
+    public mutating func create(
+        _ path: String, mode: UInt32, exclusive: Bool, now: Int64
+    ) throws(PocketError) -> Node {
+        let components = try Self.components(path)
+        let parent = try parentDirectory(of: components, path: path, createParents: false, now: now)
+        if let existing = child(named: components.last!, in: parent) {
+            guard !exclusive else { throw PocketError(.alreadyExists, "'\(path)' exists") }
+            guard case .file = nodes[existing]!.content else {
+                throw PocketError(.isDirectory, "'\(path)' is a directory or symlink")
+            }
+            return nodes[existing]!
+        }
+        let id = insert(
+            name: components.last!, in: parent, content: .file(FileData(size: 0, inline: ByteBuffer())),
+            mode: mode & 0o7777, persist: false, now: now)
+        return nodes[id]!
+    }
+
+    public mutating func makeSymlink(_ path: String, target: String, now: Int64) throws(PocketError) -> Node {
+        let components = try Self.components(path)
+        let parent = try parentDirectory(of: components, path: path, createParents: false, now: now)
+        guard child(named: components.last!, in: parent) == nil else {
+            throw PocketError(.alreadyExists, "'\(path)' exists")
+        }
+        guard !target.isEmpty else { throw PocketError(.invalidArgument, "empty symlink target") }
+        let id = insert(name: components.last!, in: parent, content: .symlink(target), mode: 0o777, persist: false, now: now)
+        return nodes[id]!
+    }
+
+    public mutating func setAttributes(
+        _ path: String, mode: UInt32?, modified: Int64?, now: Int64
+    ) throws(PocketError) -> Node {
+        let id = try resolve(path).id
+        if let mode { nodes[id]!.mode = mode & 0o7777 }
+        if let modified { nodes[id]!.modified = modified }
+        nodes[id]!.changed = now
+        return nodes[id]!
     }
 
     private mutating func removeSubtree(_ id: NodeID) -> [BlockRef] {
@@ -241,7 +288,9 @@ public struct Namespace: Sendable {
 
     /// Moves `from` to `to` atomically, replacing a file or an empty directory there, as POSIX
     /// rename does. Returns the blocks of a replaced file.
-    public mutating func rename(_ from: String, to: String, now: Int64) throws(PocketError) -> [BlockRef] {
+    public mutating func rename(
+        _ from: String, to: String, noReplace: Bool = false, now: Int64
+    ) throws(PocketError) -> [BlockRef] {
         let source = try resolve(from)
         guard source.id != Self.rootID else { throw PocketError(.invalidArgument, "cannot rename the job's root") }
         let toComponents = try Self.components(to)
@@ -261,6 +310,7 @@ public struct Namespace: Sendable {
         var released: [BlockRef] = []
         if let existingID = child(named: name, in: parent) {
             if existingID == source.id { return [] }
+            guard !noReplace else { throw PocketError(.alreadyExists, "'\(to)' exists") }
             let existing = nodes[existingID]!
             switch (source.content, existing.content) {
             case (.directory, .directory(let grandchildren)):

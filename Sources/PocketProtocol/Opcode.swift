@@ -34,6 +34,9 @@ public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let rename = Opcode(0x38)
     public static let makeDirectory = Opcode(0x39)
     public static let getServers = Opcode(0x3A)
+    public static let create = Opcode(0x3B)
+    public static let makeSymlink = Opcode(0x3C)
+    public static let setAttributes = Opcode(0x3D)
     // Storage
     public static let writeBlocks = Opcode(0x50)
     public static let readBlocks = Opcode(0x51)

@@ -124,7 +124,7 @@ public struct WeightMap: Hashable, Sendable, WireMessage {
     }
 }
 
-/// Where a block lives.
+/// Where a block lives. Block id 0 is a hole: a block of zeros that is stored nowhere.
 public struct BlockRef: Hashable, Sendable {
     public var id: BlockID
     public var server: ServerID
@@ -132,6 +132,9 @@ public struct BlockRef: Hashable, Sendable {
         self.id = id
         self.server = server
     }
+
+    public static let hole = BlockRef(id: 0, server: 0)
+    public var isHole: Bool { id == 0 }
 
     static let wireSize = 12
 

@@ -15,14 +15,21 @@ struct DaemonOptions: ParsableArguments {
 
     /// Runs the daemon's services until SIGTERM/SIGINT; announces readiness first.
     func run(_ services: [any Service], address: Endpoint, logger: Logger) async throws {
+        try await run(services, announcing: address.description, logger: logger)
+    }
+
+    func run(_ services: [any Service], announcing: String, logger: Logger) async throws {
         if let readyFile {
             let temporary = readyFile + ".tmp"
-            try (address.description + "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
+            try (announcing + "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
             _ = rename(temporary, readyFile)
         }
         var all = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         if let parent = ProcessInfo.processInfo.environment["POCKET_PARENT_PID"].flatMap(Int32.init) {
-            all.append(.init(service: ParentWatch(parent: parent, logger: logger)))
+            all.append(
+                .init(
+                    service: ParentWatch(parent: parent, logger: logger),
+                    successTerminationBehavior: .gracefullyShutdownGroup))
         }
         let group = ServiceGroup(
             configuration: .init(services: all, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -30,7 +37,8 @@ struct DaemonOptions: ParsableArguments {
     }
 }
 
-/// Ends a child daemon whose parent (`pocket up`, a test) died without stopping it.
+/// Shuts a child daemon down (gracefully: a mount unmounts) when its parent (`pocket up`, a test)
+/// died without stopping it.
 struct ParentWatch: Service {
     let parent: Int32
     let logger: Logger
@@ -39,8 +47,8 @@ struct ParentWatch: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 if getppid() != parent {
-                    logger.warning("parent process \(parent) is gone; exiting")
-                    exit(0)
+                    logger.warning("parent process \(parent) is gone; shutting down")
+                    return
                 }
                 try? await Task.sleep(for: .milliseconds(300))
             }
@@ -136,6 +144,8 @@ extension Pocket {
         @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
         @Option(help: "Storage tier.") var tier = Tier.dram
         @Option(help: "Directory for logs (default: a new temporary directory).") var dataDir: String?
+        @Option(help: "Where to mount Pocket.") var mount = "/pocket"
+        @Flag(help: "Do not mount.") var noMount = false
         @OptionGroup var log: LogOptions
 
         func validate() throws {
@@ -155,9 +165,18 @@ extension Pocket {
             options.tier = tier
             options.logLevel = log.logLevel.rawValue
             let cluster = try await LocalCluster.start(options)
+            if !noMount {
+                do {
+                    try await cluster.mount(at: mount)
+                } catch {
+                    await cluster.stop()
+                    throw error
+                }
+            }
             say(
                 "Pocket is up: controller \(cluster.controller.endpoint), 1 metadata server, "
-                    + "\(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)) each.\n"
+                    + "\(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)) each"
+                    + (noMount ? "" : ", mounted at \(mount)") + ".\n"
                     + "Logs in \(work.path). Ctrl-C stops everything.")
             let group = ServiceGroup(
                 configuration: .init(

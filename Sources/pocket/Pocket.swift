@@ -11,7 +11,7 @@ struct Pocket: AsyncParsableCommand {
         commandName: "pocket",
         abstract: "Elastic ephemeral storage for serverless analytics.",
         subcommands: [
-            Up.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self, List.self,
+            Up.self, Mount.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self, List.self,
             Remove.self, Status.self, BenchCommand.self,
         ])
 }

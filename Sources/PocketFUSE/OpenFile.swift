@@ -1,0 +1,392 @@
+import NIOCore
+import PocketClient
+import PocketProtocol
+
+/// A file's content as this mount sees it while the file is open: the committed layout, plus dirty
+/// blocks in memory and written blocks (uploaded, not yet committed). Writes land in memory and full
+/// blocks upload in the background (write-behind) with bounded memory; `flush` uploads the rest and
+/// commits the new layout, which is when other mounts see it (close-to-open). Sequential reads fetch
+/// blocks ahead. Blocks are written once under fresh ids, so cached block bytes never go stale.
+actor OpenFile {
+    struct Settings: Sendable {
+        var blockSize: Int
+        var inlineLimit: Int
+        var maxDirtyBytes = 64 << 20
+        var uploadBatch = 16
+        var readAheadBlocks = 32
+        var cachedBlocks = 96
+        var reserveChunk = 64
+    }
+
+    private struct Dirty {
+        var data: ByteBuffer
+        var version: UInt64
+    }
+
+    let job: PocketJob
+    let settings: Settings
+    private let spawn: @Sendable (@escaping @Sendable () async -> Void) -> Void
+    private(set) var path: String
+    private(set) var size: UInt64
+    private var committed: [BlockRef]
+    private var inline: ByteBuffer?
+    private var dirty: [Int: Dirty] = [:]
+    private var written: [Int: BlockRef] = [:]
+    private var uploading: [Int: UInt64] = [:]
+    private var uploadsInFlight = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var reserve: [BlockRef] = []
+    private var version: UInt64 = 0
+    private var failure: PocketError?
+    private(set) var changed = false
+    private var unlinked = false
+    var handles = 0
+    private var cache: [BlockID: ByteBuffer] = [:]
+    private var cacheOrder: [BlockID] = []
+    private var fetching: Set<BlockID> = []
+    private var lastReadEnd: UInt64 = 0
+
+    init(
+        job: PocketJob, path: String, location: ObjectLocation, settings: Settings,
+        spawn: @escaping @Sendable (@escaping @Sendable () async -> Void) -> Void
+    ) {
+        self.job = job
+        self.path = path
+        self.settings = settings
+        self.spawn = spawn
+        size = location.size
+        committed = location.blocks
+        inline = location.inline
+    }
+
+    private var blockSize: UInt64 { UInt64(settings.blockSize) }
+
+    func moved(to path: String) { self.path = path }
+    func markUnlinked() { unlinked = true }
+    func retain() { handles += 1 }
+    func releaseHandle() -> Int {
+        handles -= 1
+        return handles
+    }
+
+    // MARK: Writing
+
+    func write(at offset: UInt64, _ data: ByteBuffer) async throws -> Int {
+        try reportFailure()
+        let end = offset + UInt64(data.readableBytes)
+        if offset > size { try await materializeTail() }
+        var position = offset
+        while position < end {
+            let index = Int(position / blockSize)
+            let within = Int(position % blockSize)
+            let count = Int(min(blockSize - UInt64(within), end - position))
+            if dirty[index] == nil {
+                // Bytes the write leaves alone must come from the current content first.
+                let blockEnd = min(UInt64(index + 1) * blockSize, max(size, end))
+                let coversAll = within == 0 && position + UInt64(count) >= blockEnd
+                let base = coversAll ? ByteBuffer() : try await baseContent(index)
+                if dirty[index] == nil { dirty[index] = Dirty(data: base, version: 0) }
+            }
+            let slice = data.getSlice(at: data.readerIndex + Int(position - offset), length: count)!
+            Self.overwrite(&dirty[index]!.data, at: within, with: slice)
+            version += 1
+            dirty[index]!.version = version
+            position += UInt64(count)
+        }
+        size = max(size, end)
+        changed = true
+        scheduleUploads(includePartial: false)
+        while dirtyBytes > settings.maxDirtyBytes, uploadsInFlight > 0 {
+            await waitForUpload()
+        }
+        return data.readableBytes
+    }
+
+    /// Sets the size; bytes past the old end read as zeros.
+    func truncate(to newSize: UInt64) async throws {
+        try reportFailure()
+        if newSize > size {
+            try await materializeTail()
+        } else if newSize < size {
+            let keep = Int((newSize + blockSize - 1) / blockSize)
+            for index in dirty.keys where index >= keep { dirty.removeValue(forKey: index) }
+            let dropped = written.filter { $0.key >= keep }
+            for index in dropped.keys { written.removeValue(forKey: index) }
+            release(Array(dropped.values))
+            let valid = Int(newSize - UInt64(max(keep - 1, 0)) * blockSize)
+            if keep > 0, let data = dirty[keep - 1]?.data, data.readableBytes > valid {
+                dirty[keep - 1]!.data.moveWriterIndex(to: data.readerIndex + valid)
+                version += 1
+                dirty[keep - 1]!.version = version
+            }
+        }
+        size = newSize
+        changed = true
+    }
+
+    /// Uploads what is left and commits the layout. Reports (once) any error of earlier uploads.
+    func flush() async throws {
+        try reportFailure()
+        guard changed else { return }
+        if unlinked {
+            discard()
+            return
+        }
+        if size <= UInt64(settings.inlineLimit) {
+            let content = try await read(at: 0, length: Int(size), prefetch: false)
+            while uploadsInFlight > 0 { await waitForUpload() }
+            try await job.put(path, content)
+            release(Array(written.values))
+            written = [:]
+            dirty = [:]
+            committed = []
+            inline = content
+        } else {
+            if let inline, size > 0, dirty[0] == nil, written[0] == nil {
+                var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
+                block.writeImmutableBuffer(inline)
+                version += 1
+                dirty[0] = Dirty(data: block, version: version)
+            }
+            repeat {
+                scheduleUploads(includePartial: true)
+                while uploadsInFlight > 0 { await waitForUpload() }
+                try reportFailure()
+            } while !dirty.isEmpty
+            let count = Int((size + blockSize - 1) / blockSize)
+            let layout = (0..<count).map { index in
+                written[index] ?? (index < committed.count ? committed[index] : .hole)
+            }
+            try await job.commit(path, size: size, blocks: layout)
+            committed = layout
+            written = [:]
+            inline = nil
+        }
+        changed = false
+    }
+
+    /// Gives back everything held for uncommitted writes (last close, or an unlinked file).
+    func discard() {
+        release(Array(written.values) + reserve)
+        written = [:]
+        reserve = []
+        dirty = [:]
+        changed = false
+    }
+
+    private func reportFailure() throws {
+        if let failure {
+            self.failure = nil
+            throw failure
+        }
+    }
+
+    private var dirtyBytes: Int { dirty.values.reduce(0) { $0 + $1.data.readableBytes } }
+
+    /// Makes the last partial block dirty (cut at the current size), so growing the file never
+    /// exposes bytes a shorter file left behind.
+    private func materializeTail() async throws {
+        guard size % blockSize != 0 else { return }
+        let index = Int(size / blockSize)
+        guard dirty[index] == nil else { return }
+        let base = try await baseContent(index)
+        if dirty[index] == nil {
+            version += 1
+            dirty[index] = Dirty(data: base, version: version)
+        }
+    }
+
+    /// Block `index` as it is now (before any dirty bytes), cut at the file's size.
+    private func baseContent(_ index: Int) async throws -> ByteBuffer {
+        let start = UInt64(index) * blockSize
+        let valid = size > start ? Int(min(blockSize, size - start)) : 0
+        var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
+        guard valid > 0 else { return block }
+        if let inline, index == 0, written[0] == nil {
+            block.writeImmutableBuffer(inline.getSlice(at: inline.readerIndex, length: min(valid, inline.readableBytes))!)
+        } else if let ref = written[index] ?? (index < committed.count ? committed[index] : nil), !ref.isHole {
+            var fetched = try await fetch([(ref, valid)])[0]
+            block.writeBuffer(&fetched)
+        }
+        if block.readableBytes < valid { block.writeRepeatingByte(0, count: valid - block.readableBytes) }
+        return block
+    }
+
+    private static func overwrite(_ block: inout ByteBuffer, at offset: Int, with data: ByteBuffer) {
+        if block.readableBytes < offset { block.writeRepeatingByte(0, count: offset - block.readableBytes) }
+        let overlap = min(data.readableBytes, block.readableBytes - offset)
+        if overlap > 0 {
+            block.setBuffer(data.getSlice(at: data.readerIndex, length: overlap)!, at: block.readerIndex + offset)
+        }
+        if overlap < data.readableBytes {
+            block.writeImmutableBuffer(data.getSlice(at: data.readerIndex + overlap, length: data.readableBytes - overlap)!)
+        }
+    }
+
+    // MARK: Uploads
+
+    private func scheduleUploads(includePartial: Bool) {
+        let ready = dirty.keys.sorted().filter { index in
+            let block = dirty[index]!
+            return uploading[index] != block.version
+                && (includePartial || block.data.readableBytes == settings.blockSize)
+        }
+        for start in stride(from: 0, to: ready.count, by: settings.uploadBatch) {
+            let batch = ready[start..<min(start + settings.uploadBatch, ready.count)].map { index in
+                (index: index, version: dirty[index]!.version, data: dirty[index]!.data)
+            }
+            for item in batch { uploading[item.index] = item.version }
+            uploadsInFlight += 1
+            spawn { await self.upload(batch) }
+        }
+    }
+
+    private func upload(_ batch: [(index: Int, version: UInt64, data: ByteBuffer)]) async {
+        var refs: [BlockRef] = []
+        do {
+            refs = try await takeReserved(batch.count)
+            try await job.writeBlocks(Array(zip(refs, batch.map(\.data))))
+            finish(batch, refs, nil)
+        } catch {
+            finish(batch, refs, PocketError(wrappingFUSE: error))
+        }
+    }
+
+    private func finish(_ batch: [(index: Int, version: UInt64, data: ByteBuffer)], _ refs: [BlockRef], _ error: PocketError?) {
+        var stale: [BlockRef] = []
+        for (position, item) in batch.enumerated() {
+            if uploading[item.index] == item.version { uploading.removeValue(forKey: item.index) }
+            guard position < refs.count else { continue }
+            if error == nil, dirty[item.index]?.version == item.version {
+                dirty.removeValue(forKey: item.index)
+                if let old = written[item.index] { stale.append(old) }
+                written[item.index] = refs[position]
+            } else {
+                stale.append(refs[position])
+            }
+        }
+        if let error { failure = failure ?? error }
+        release(stale)
+        uploadsInFlight -= 1
+        let resumed = waiters
+        waiters = []
+        for waiter in resumed { waiter.resume() }
+        if error == nil { scheduleUploads(includePartial: false) }
+    }
+
+    private func waitForUpload() async {
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func takeReserved(_ count: Int) async throws -> [BlockRef] {
+        if reserve.count < count {
+            reserve += try await job.reserveBlocks(max(count - reserve.count, settings.reserveChunk))
+        }
+        let taken = Array(reserve.prefix(count))
+        reserve.removeFirst(count)
+        return taken
+    }
+
+    private func release(_ blocks: [BlockRef]) {
+        guard !blocks.isEmpty else { return }
+        let job = self.job
+        spawn { await job.release(blocks) }
+    }
+
+    // MARK: Reading
+
+    func read(at offset: UInt64, length: Int, prefetch: Bool = true) async throws -> ByteBuffer {
+        let end = min(size, offset + UInt64(length))
+        guard end > offset else { return ByteBuffer() }
+        let first = Int(offset / blockSize)
+        let last = Int((end - 1) / blockSize)
+        var missing: [(BlockRef, Int)] = []
+        for index in first...last {
+            if dirty[index] != nil { continue }
+            if let ref = storedBlock(index), cache[ref.id] == nil { missing.append((ref, validLength(index))) }
+        }
+        if !missing.isEmpty { _ = try await fetch(missing) }
+
+        var result = ByteBufferAllocator().buffer(capacity: Int(end - offset))
+        for index in first...last {
+            let start = UInt64(index) * blockSize
+            let from = Int(max(offset, start) - start)
+            let to = Int(min(end, start + blockSize) - start)
+            let source: ByteBuffer?
+            if let block = dirty[index] {
+                source = block.data
+            } else if let ref = storedBlock(index) {
+                source = cache[ref.id]
+            } else if index == 0, let inline, written[0] == nil {
+                source = inline
+            } else {
+                source = nil
+            }
+            let available = max(0, min(to, source?.readableBytes ?? 0) - from)
+            if available > 0, let source {
+                result.writeImmutableBuffer(source.getSlice(at: source.readerIndex + from, length: available)!)
+            }
+            result.writeRepeatingByte(0, count: to - from - available)
+        }
+        if prefetch {
+            if offset <= lastReadEnd, end > lastReadEnd { readAhead(from: last + 1) }
+            lastReadEnd = end
+        }
+        return result
+    }
+
+    /// The stored block behind `index`, if it has one (written beats committed; holes have none).
+    private func storedBlock(_ index: Int) -> BlockRef? {
+        let ref = written[index] ?? (index < committed.count ? committed[index] : nil)
+        guard let ref, !ref.isHole else { return nil }
+        return ref
+    }
+
+    private func validLength(_ index: Int) -> Int {
+        let start = UInt64(index) * blockSize
+        return size > start ? Int(min(blockSize, size - start)) : 0
+    }
+
+    /// Fetches whole blocks (cut at `length`) into the cache and returns them.
+    private func fetch(_ blocks: [(BlockRef, Int)]) async throws -> [ByteBuffer] {
+        let data = try await job.readBlocks(blocks.map { (block: $0.0, length: $0.1) })
+        for (block, bytes) in zip(blocks, data) { remember(block.0.id, bytes) }
+        return data
+    }
+
+    private func remember(_ id: BlockID, _ bytes: ByteBuffer) {
+        if cache.updateValue(bytes, forKey: id) == nil { cacheOrder.append(id) }
+        while cacheOrder.count > settings.cachedBlocks {
+            cache.removeValue(forKey: cacheOrder.removeFirst())
+        }
+    }
+
+    /// Starts fetching the blocks after a sequential read, so the next reads find them here.
+    private func readAhead(from index: Int) {
+        let count = Int((size + blockSize - 1) / blockSize)
+        var wanted: [(BlockRef, Int)] = []
+        for next in index..<min(index + settings.readAheadBlocks, count) where dirty[next] == nil {
+            if let ref = storedBlock(next), cache[ref.id] == nil, !fetching.contains(ref.id) {
+                wanted.append((ref, validLength(next)))
+            }
+        }
+        guard !wanted.isEmpty else { return }
+        for (ref, _) in wanted { fetching.insert(ref.id) }
+        let blocks = wanted
+        spawn { await self.prefetch(blocks) }
+    }
+
+    private func prefetch(_ blocks: [(BlockRef, Int)]) async {
+        _ = try? await fetch(blocks)
+        for (ref, _) in blocks { fetching.remove(ref.id) }
+    }
+
+    /// The file's attributes as this mount knows them (uncommitted size included).
+    var currentSize: UInt64 { size }
+}
+
+extension PocketError {
+    init(wrappingFUSE error: any Error) {
+        self = (error as? PocketError) ?? PocketError(.io, "\(error)")
+    }
+}
