@@ -5,19 +5,33 @@ import PocketProtocol
 
 /// File content: create, open, read, write, flush, fsync, release.
 extension PocketFilesystem {
-    /// The open state of a file, shared by all its handles on this mount. `temporary` when it was
-    /// made just for this call (a truncate of a closed file) and must be closed by the caller.
-    func openState(_ ino: UInt64, job: PocketJob, path: String) async throws -> (OpenFile, temporary: Bool) {
-        if let file = files.withLock({ $0[ino] }) { return (file, false) }
-        let location = try await job.layout(path)
-        let file = makeFile(job: job, path: path, location: location)
-        let chosen = files.withLock { files in
-            if let existing = files[ino] { return existing }
-            files[ino] = file
+    /// The open state of a file, if some handle has it open.
+    func openFile(_ ino: UInt64) -> OpenFile? {
+        files.withLock { $0[ino]?.file }
+    }
+
+    /// Takes a handle on a file's open state, shared by all its handles on this mount; `location`
+    /// makes the state when there is none yet. Counting happens under the lock, so a release racing
+    /// an open never drops a state that a handle still uses.
+    func acquire(_ ino: UInt64, job: PocketJob, path: String, location: () async throws -> ObjectLocation) async throws
+        -> OpenFile
+    {
+        if let file = files.withLock({ files -> OpenFile? in
+            guard files[ino] != nil else { return nil }
+            files[ino]!.handles += 1
+            return files[ino]!.file
+        }) {
             return file
         }
-        await chosen.retain()
-        return (chosen, true)
+        let fresh = makeFile(job: job, path: path, location: try await location())
+        return files.withLock { files in
+            if files[ino] != nil {
+                files[ino]!.handles += 1
+                return files[ino]!.file
+            }
+            files[ino] = (fresh, 1)
+            return fresh
+        }
     }
 
     private func makeFile(job: PocketJob, path: String, location: ObjectLocation) -> OpenFile {
@@ -30,27 +44,27 @@ extension PocketFilesystem {
     }
 
     /// Drops one handle; the last one gives back what uncommitted writes held.
-    func closeState(_ ino: UInt64, _ file: OpenFile) async {
-        guard await file.releaseHandle() == 0 else { return }
-        await file.discard()
-        files.withLock { files in
-            if files[ino] === file { files.removeValue(forKey: ino) }
+    func releaseHandle(_ ino: UInt64) async {
+        let last = files.withLock { files -> OpenFile? in
+            guard files[ino] != nil else { return nil }
+            files[ino]!.handles -= 1
+            guard files[ino]!.handles == 0 else { return nil }
+            return files.removeValue(forKey: ino)?.file
         }
+        await last?.discard()
     }
 
     public func open(_ ino: UInt64, truncate: Bool) async throws {
         let (jobName, path) = try jobEntry(ino)
         let job = try await job(jobName)
-        let file: OpenFile
-        if let existing = files.withLock({ $0[ino] }) {
-            file = existing
-            await file.retain()
-        } else {
-            (file, _) = try await openState(ino, job: job, path: path)
-        }
-        if truncate {
+        let file = try await acquire(ino, job: job, path: path) { try await job.layout(path) }
+        guard truncate else { return }
+        do {
             try await file.truncate(to: 0)
             try await file.flush()
+        } catch {
+            await releaseHandle(ino)
+            throw error
         }
     }
 
@@ -61,45 +75,33 @@ extension PocketFilesystem {
         let job = try await job(jobName)
         let info = try await job.create(path, mode: mode, exclusive: exclusive)
         let ino = inodes.withLock { $0.number(job: jobName, path: path, lookup: true) }
-        if let existing = files.withLock({ $0[ino] }) {
-            await existing.retain()
-        } else {
-            let location =
-                info.size == 0
+        _ = try await acquire(ino, job: job, path: path) {
+            info.size == 0
                 ? ObjectLocation(size: 0, blockSize: UInt32(job.blockSize), inline: ByteBuffer(), blocks: [])
                 : try await job.layout(path)
-            let file = makeFile(job: job, path: path, location: location)
-            let chosen = files.withLock { files in
-                if let existing = files[ino] { return existing }
-                files[ino] = file
-                return file
-            }
-            await chosen.retain()
         }
         return await attributes(ino, info)
     }
 
-    private func openFile(_ ino: UInt64) throws -> OpenFile {
-        guard let file = files.withLock({ $0[ino] }) else { throw FuseError(EBADF) }
+    private func handle(_ ino: UInt64) throws -> OpenFile {
+        guard let file = openFile(ino) else { throw FuseError(EBADF) }
         return file
     }
 
     public func read(_ ino: UInt64, offset: UInt64, size: Int) async throws -> ByteBuffer {
-        try await openFile(ino).read(at: offset, length: size)
+        try await handle(ino).read(at: offset, length: size)
     }
 
     public func write(_ ino: UInt64, offset: UInt64, data: ByteBuffer) async throws -> Int {
-        try await openFile(ino).write(at: offset, data)
+        try await handle(ino).write(at: offset, data)
     }
 
     /// close(2) and fsync(2): everything written so far is committed, or the error is returned.
     public func flush(_ ino: UInt64) async throws {
-        guard let file = files.withLock({ $0[ino] }) else { return }
-        try await file.flush()
+        try await openFile(ino)?.flush()
     }
 
     public func release(_ ino: UInt64) async {
-        guard let file = files.withLock({ $0[ino] }) else { return }
-        await closeState(ino, file)
+        await releaseHandle(ino)
     }
 }

@@ -55,11 +55,11 @@ extension PocketFilesystem {
     /// The path no longer names its entry; an open file there will not be committed back.
     private func detach(job: String, path: String) async {
         let ino = inodes.withLock { table -> UInt64? in
-            let ino = table.number(job: job, path: path, lookup: false)
+            let ino = table.existing(job: job, path: path)
             table.detach(job: job, path: path)
             return ino
         }
-        if let ino, let file = files.withLock({ $0[ino] }) { await file.markUnlinked() }
+        if let ino, let file = openFile(ino) { await file.markUnlinked() }
     }
 
     public func symlink(target: String, parent: UInt64, name: String) async throws -> Attributes {
@@ -84,13 +84,14 @@ extension PocketFilesystem {
         let source = InodeTable.join(from.path, name)
         let target = InodeTable.join(to.path, newName)
         try await job(jobName).rename(source, to: target, noReplace: flags & Self.renameNoReplace != 0)
-        let replaced = inodes.withLock { $0.number(job: jobName, path: target, lookup: false) }
-        if let file = files.withLock({ $0[replaced] }) { await file.markUnlinked() }
+        if let replaced = inodes.withLock({ $0.existing(job: jobName, path: target) }), let file = openFile(replaced) {
+            await file.markUnlinked()
+        }
         inodes.withLock { $0.rename(job: jobName, from: source, to: target) }
         // Open files below the moved path commit to their new names.
         let moved = inodes.withLock { table in
             files.withLock { files in
-                files.compactMap { ino, file in table.entry(ino).map { (file, $0.path) } }
+                files.compactMap { ino, open in table.entry(ino).map { (open.file, $0.path) } }
             }
         }
         for (file, path) in moved { await file.moved(to: path) }

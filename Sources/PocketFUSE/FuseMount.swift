@@ -138,8 +138,9 @@ public struct MountError: Error, CustomStringConvertible {
 public enum StaleMounts {
     public static func clean(_ path: String, logger: Logger) throws {
         guard isFUSEMountpoint(path) else { return }
-        var info = stat()
-        if stat(path, &info) == 0 {
+        // statvfs always reaches the daemon (stat may be answered from the kernel's cache).
+        var info = statvfs()
+        if statvfs(path, &info) == 0 {
             throw MountError("\(path) is already a live FUSE mount; unmount it first")
         }
         guard errno == ENOTCONN || errno == ECONNABORTED || errno == EIO else { return }

@@ -31,6 +31,11 @@ public struct InodeTable: Sendable {
         directory.isEmpty ? name : directory + "/" + name
     }
 
+    /// The number (job, path) has now, if any.
+    public func existing(job: String, path: String) -> UInt64? {
+        numbers[Key(job: job, path: path)]
+    }
+
     /// The number for (job, path), made if new. `lookup` counts a reference the kernel now holds.
     public mutating func number(job: String, path: String, lookup: Bool) -> UInt64 {
         let key = Key(job: job, path: path)

@@ -40,7 +40,6 @@ actor OpenFile {
     private var failure: PocketError?
     private(set) var changed = false
     private var unlinked = false
-    var handles = 0
     private var cache: [BlockID: ByteBuffer] = [:]
     private var cacheOrder: [BlockID] = []
     private var fetching: Set<BlockID> = []
@@ -63,11 +62,6 @@ actor OpenFile {
 
     func moved(to path: String) { self.path = path }
     func markUnlinked() { unlinked = true }
-    func retain() { handles += 1 }
-    func releaseHandle() -> Int {
-        handles -= 1
-        return handles
-    }
 
     // MARK: Writing
 
@@ -84,8 +78,11 @@ actor OpenFile {
                 // Bytes the write leaves alone must come from the current content first.
                 let blockEnd = min(UInt64(index + 1) * blockSize, max(size, end))
                 let coversAll = within == 0 && position + UInt64(count) >= blockEnd
-                let base = coversAll ? ByteBuffer() : try await baseContent(index)
-                if dirty[index] == nil { dirty[index] = Dirty(data: base, version: 0) }
+                if coversAll {
+                    dirty[index] = Dirty(data: ByteBufferAllocator().buffer(capacity: settings.blockSize), version: 0)
+                } else {
+                    try await makeDirty(index)
+                }
             }
             let slice = data.getSlice(at: data.readerIndex + Int(position - offset), length: count)!
             Self.overwrite(&dirty[index]!.data, at: within, with: slice)
@@ -125,6 +122,7 @@ actor OpenFile {
     }
 
     /// Uploads what is left and commits the layout. Reports (once) any error of earlier uploads.
+    /// Writes that arrive while it waits stay pending for the next flush.
     func flush() async throws {
         try reportFailure()
         guard changed else { return }
@@ -132,10 +130,12 @@ actor OpenFile {
             discard()
             return
         }
+        let snapshot = version
         if size <= UInt64(settings.inlineLimit) {
             let content = try await read(at: 0, length: Int(size), prefetch: false)
-            while uploadsInFlight > 0 { await waitForUpload() }
+            guard version == snapshot else { return try await flush() }
             try await job.put(path, content)
+            guard version == snapshot else { return try await flush() }
             release(Array(written.values))
             written = [:]
             dirty = [:]
@@ -144,7 +144,7 @@ actor OpenFile {
         } else {
             if let inline, size > 0, dirty[0] == nil, written[0] == nil {
                 var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
-                block.writeImmutableBuffer(inline)
+                block.writeImmutableBuffer(inline.getSlice(at: inline.readerIndex, length: min(inline.readableBytes, Int(size)))!)
                 version += 1
                 dirty[0] = Dirty(data: block, version: version)
             }
@@ -157,10 +157,15 @@ actor OpenFile {
             let layout = (0..<count).map { index in
                 written[index] ?? (index < committed.count ? committed[index] : .hole)
             }
-            try await job.commit(path, size: size, blocks: layout)
+            let layoutSize = size
+            let layoutVersion = version
+            try await job.commit(path, size: layoutSize, blocks: layout)
             committed = layout
-            written = [:]
+            for (index, ref) in written where index < layout.count && layout[index] == ref {
+                written.removeValue(forKey: index)
+            }
             inline = nil
+            guard version == layoutVersion else { return }
         }
         changed = false
     }
@@ -187,12 +192,20 @@ actor OpenFile {
     /// exposes bytes a shorter file left behind.
     private func materializeTail() async throws {
         guard size % blockSize != 0 else { return }
-        let index = Int(size / blockSize)
-        guard dirty[index] == nil else { return }
-        let base = try await baseContent(index)
-        if dirty[index] == nil {
-            version += 1
-            dirty[index] = Dirty(data: base, version: version)
+        try await makeDirty(Int(size / blockSize))
+    }
+
+    /// Makes block `index` dirty from its current content. The content is fetched across a
+    /// suspension, so it is only used if nothing replaced the block meanwhile.
+    private func makeDirty(_ index: Int) async throws {
+        while dirty[index] == nil {
+            let source = storedBlock(index)
+            let sizeBefore = size
+            let base = try await baseContent(index)
+            if dirty[index] == nil, storedBlock(index) == source, size == sizeBefore {
+                version += 1
+                dirty[index] = Dirty(data: base, version: version)
+            }
         }
     }
 
@@ -279,7 +292,7 @@ actor OpenFile {
     }
 
     private func takeReserved(_ count: Int) async throws -> [BlockRef] {
-        if reserve.count < count {
+        while reserve.count < count {
             reserve += try await job.reserveBlocks(max(count - reserve.count, settings.reserveChunk))
         }
         let taken = Array(reserve.prefix(count))
@@ -296,19 +309,34 @@ actor OpenFile {
     // MARK: Reading
 
     func read(at offset: UInt64, length: Int, prefetch: Bool = true) async throws -> ByteBuffer {
-        let end = min(size, offset + UInt64(length))
-        guard end > offset else { return ByteBuffer() }
-        let first = Int(offset / blockSize)
-        let last = Int((end - 1) / blockSize)
-        var missing: [(BlockRef, Int)] = []
-        for index in first...last {
-            if dirty[index] != nil { continue }
-            if let ref = storedBlock(index), cache[ref.id] == nil { missing.append((ref, validLength(index))) }
+        // Fetch until every stored block is at hand; the state may change while a fetch is away,
+        // so the bytes are put together only after a check that needed no suspension.
+        while true {
+            let end = min(size, offset + UInt64(length))
+            guard end > offset else { return ByteBuffer() }
+            let first = Int(offset / blockSize)
+            let last = Int((end - 1) / blockSize)
+            var missing: [(BlockRef, Int)] = []
+            for index in first...last where dirty[index] == nil {
+                if let ref = storedBlock(index), cache[ref.id] == nil { missing.append((ref, validLength(index))) }
+            }
+            if !missing.isEmpty {
+                _ = try await fetch(missing)
+                continue
+            }
+            let result = assemble(first...last, from: offset, to: end)
+            if prefetch {
+                if offset <= lastReadEnd, end > lastReadEnd { readAhead(from: last + 1) }
+                lastReadEnd = end
+            }
+            return result
         }
-        if !missing.isEmpty { _ = try await fetch(missing) }
+    }
 
+    /// Bytes `offset..<end` from dirty blocks, cached stored blocks, inline bytes and zeros.
+    private func assemble(_ blocks: ClosedRange<Int>, from offset: UInt64, to end: UInt64) -> ByteBuffer {
         var result = ByteBufferAllocator().buffer(capacity: Int(end - offset))
-        for index in first...last {
+        for index in blocks {
             let start = UInt64(index) * blockSize
             let from = Int(max(offset, start) - start)
             let to = Int(min(end, start + blockSize) - start)
@@ -327,10 +355,6 @@ actor OpenFile {
                 result.writeImmutableBuffer(source.getSlice(at: source.readerIndex + from, length: available)!)
             }
             result.writeRepeatingByte(0, count: to - from - available)
-        }
-        if prefetch {
-            if offset <= lastReadEnd, end > lastReadEnd { readAhead(from: last + 1) }
-            lastReadEnd = end
         }
         return result
     }

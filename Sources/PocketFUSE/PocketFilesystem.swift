@@ -41,7 +41,8 @@ public final class PocketFilesystem: Sendable {
     let logger: Logger
     let inodes = Mutex(InodeTable())
     private let jobs = Mutex<[String: PocketJob]>([:])
-    let files = Mutex<[UInt64: OpenFile]>([:])
+    /// Open files by inode, with how many handles (opens not yet released) share each.
+    let files = Mutex<[UInt64: (file: OpenFile, handles: Int)]>([:])
     let directories = Mutex<[UInt64: [DirectoryEntry]]>([:])
     private let nextHandle = Atomic<UInt64>(1)
     private let work: AsyncStream<@Sendable () async -> Void>
@@ -130,7 +131,7 @@ public final class PocketFilesystem: Sendable {
 
     func attributes(_ ino: UInt64, _ info: EntryInfo) async -> Attributes {
         var size = info.size
-        if info.kind == .file, let file = files.withLock({ $0[ino] }) { size = await file.currentSize }
+        if info.kind == .file, let file = openFile(ino) { size = await file.currentSize }
         let mode = info.kind == .symlink ? 0o777 : info.mode
         return Attributes(ino: ino, kind: info.kind, size: size, mode: mode, modified: info.modified, changed: info.changed)
     }
@@ -183,15 +184,15 @@ public final class PocketFilesystem: Sendable {
         let (jobName, path) = try jobEntry(ino)
         let job = try await job(jobName)
         if let size {
-            let (file, temporary) = try await openState(ino, job: job, path: path)
-            do {
+            // Through the file's open state (made for the call when it is not open), so the new
+            // size is committed and other handles see it.
+            let file = try await acquire(ino, job: job, path: path) { try await job.layout(path) }
+            let result = await capture {
                 try await file.truncate(to: size)
                 try await file.flush()
-            } catch {
-                if temporary { await closeState(ino, file) }
-                throw error
             }
-            if temporary { await closeState(ino, file) }
+            await releaseHandle(ino)
+            try result.get()
         }
         var info: EntryInfo
         if mode != nil || modified != nil {
@@ -209,5 +210,14 @@ public final class PocketFilesystem: Sendable {
         let capacity = storage.reduce(0) { $0 + $1.stats.capacityBytes }
         let used = storage.reduce(0) { $0 + $1.stats.usedBytes }
         return (capacity, min(used, capacity), UInt64(inodes.withLock { $0.count }))
+    }
+}
+
+func capture(_ body: () async throws -> Void) async -> Result<Void, any Error> {
+    do {
+        try await body()
+        return .success(())
+    } catch {
+        return .failure(error)
     }
 }

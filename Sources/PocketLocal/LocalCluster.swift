@@ -19,6 +19,8 @@ public final class LocalCluster: Sendable {
         public var blockSize: UInt32?
         public var inlineLimit: UInt32?
         public var logLevel = "info"
+        /// Extra environment for every process (say, POCKET_HOME for a test's own token store).
+        public var environment: [String: String] = [:]
 
         public init(executable: URL, workDirectory: URL) {
             self.executable = executable
@@ -48,7 +50,7 @@ public final class LocalCluster: Sendable {
         if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
         let controller = try await LocalProcess.launch(
             executable: options.executable, role: "controller", arguments: arguments,
-            workDirectory: options.workDirectory)
+            workDirectory: options.workDirectory, environment: options.environment)
         let cluster = LocalCluster(options: options, controller: controller)
         do {
             try await cluster.addMetadataServer()
@@ -70,7 +72,7 @@ public final class LocalCluster: Sendable {
                 "metadata", "--listen", "\(options.controller.host):0", "--controller",
                 controller.endpoint.description, "--log-level", options.logLevel,
             ],
-            workDirectory: options.workDirectory)
+            workDirectory: options.workDirectory, environment: options.environment)
         members.withLock { $0.append(process) }
         return process
     }
@@ -85,19 +87,19 @@ public final class LocalCluster: Sendable {
                 controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",
                 "--tier", "\(tier ?? options.tier)", "--log-level", options.logLevel,
             ],
-            workDirectory: options.workDirectory)
+            workDirectory: options.workDirectory, environment: options.environment)
         members.withLock { $0.append(process) }
         return process
     }
 
     /// Mounts the cluster at `directory` with a `pocket mount` process; stopping the cluster unmounts.
     @discardableResult
-    public func mount(at directory: String, environment: [String: String] = [:]) async throws -> LocalProcess {
+    public func mount(at directory: String) async throws -> LocalProcess {
         let index = counter.add(1, ordering: .relaxed).newValue
         let process = try await LocalProcess.launch(
             executable: options.executable, role: "mount-\(index)",
             arguments: ["mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel],
-            workDirectory: options.workDirectory, announcesEndpoint: false)
+            workDirectory: options.workDirectory, environment: options.environment, announcesEndpoint: false)
         members.withLock { $0.insert(process, at: 0) }
         return process
     }

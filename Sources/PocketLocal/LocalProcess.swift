@@ -24,7 +24,7 @@ public final class LocalProcess: @unchecked Sendable {
     /// `--ready-file` (a server its bound address, a mount its mountpoint).
     public static func launch(
         executable: URL, role: String, arguments: [String], workDirectory: URL, timeout: Duration = .seconds(20),
-        announcesEndpoint: Bool = true
+        environment extra: [String: String] = [:], announcesEndpoint: Bool = true
     ) async throws -> LocalProcess {
         let readyFile = workDirectory.appendingPathComponent("\(role).ready")
         let logFile = workDirectory.appendingPathComponent("\(role).log")
@@ -41,6 +41,7 @@ public final class LocalProcess: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         var environment = ProcessInfo.processInfo.environment
         environment["POCKET_PARENT_PID"] = String(getpid())
+        environment.merge(extra) { $1 }
         process.environment = environment
         try process.run()
 
