@@ -117,4 +117,54 @@ import Testing
         }
         #expect(try namespace.list("dir", prefix: "").count == 20_000)
     }
+
+    @Test func createIsExclusiveOnlyWhenAsked() throws {
+        var namespace = Namespace()
+        let node = try namespace.create("f", mode: 0o600, exclusive: true, now: 1)
+        #expect(node.info.mode == 0o600)
+        #expect { try namespace.create("f", mode: 0o600, exclusive: true, now: 1) } throws: {
+            ($0 as? PocketError)?.code == .alreadyExists
+        }
+        #expect(try namespace.create("f", mode: 0o644, exclusive: false, now: 1).id == node.id)
+        #expect { try namespace.create("missing/f", mode: 0o644, exclusive: true, now: 1) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
+    }
+
+    @Test func symlinksAndAttributes() throws {
+        var namespace = Namespace()
+        let link = try namespace.makeSymlink("l", target: "a/b", now: 1)
+        #expect(link.info.kind == .symlink)
+        #expect(link.info.symlinkTarget == "a/b")
+        #expect(link.info.size == 3)
+        _ = try namespace.putFile("f", data: file(1), persist: false, now: 1)
+        let changed = try namespace.setAttributes("f", mode: 0o4755, modified: 42, now: 50)
+        #expect(changed.info.mode == 0o4755)
+        #expect(changed.info.modified == 42)
+        #expect(changed.info.changed == 50)
+    }
+
+    @Test func deleteChecksTheKindLikeUnlinkAndRmdir() throws {
+        var namespace = Namespace()
+        try namespace.makeDirectory("d", parents: false, now: 1)
+        _ = try namespace.putFile("f", data: file(1), persist: false, now: 1)
+        #expect { try namespace.delete("d", recursive: false, kind: .nonDirectory, now: 2) } throws: {
+            ($0 as? PocketError)?.code == .isDirectory
+        }
+        #expect { try namespace.delete("f", recursive: false, kind: .directory, now: 2) } throws: {
+            ($0 as? PocketError)?.code == .notDirectory
+        }
+        _ = try namespace.delete("f", recursive: false, kind: .nonDirectory, now: 2)
+        _ = try namespace.delete("d", recursive: false, kind: .directory, now: 2)
+    }
+
+    @Test func renameWithoutReplacingRefusesAnExistingTarget() throws {
+        var namespace = Namespace()
+        _ = try namespace.putFile("a", data: file(1), persist: false, now: 1)
+        _ = try namespace.putFile("b", data: file(2), persist: false, now: 1)
+        #expect { try namespace.rename("a", to: "b", noReplace: true, now: 2) } throws: {
+            ($0 as? PocketError)?.code == .alreadyExists
+        }
+        _ = try namespace.rename("a", to: "c", noReplace: true, now: 2)
+    }
 }

@@ -137,4 +137,27 @@ import Testing
         let location = try state.get(GetObject(auth: JobAuth(job: 7, token: "new"), path: "keep"), now: 4)
         #expect(location.blocks == [blocks[0]])
     }
+
+    @Test func aCommitMayKeepTheFilesOwnBlocksAndHoles() throws {
+        var state = state()
+        let first = try state.allocate(auth, count: 3)
+        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 3 * 65536, blocks: first), now: 1)
+        // Rewrite the middle block, punch the last into a hole, grow by one more hole.
+        let fresh = try state.allocate(auth, count: 1)
+        let layout = [first[0], fresh[0], .hole, .hole]
+        let released = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 4 * 65536, blocks: layout), now: 2)
+        #expect(Set(released) == [first[1], first[2]])
+        #expect(try state.get(GetObject(auth: auth, path: "f"), now: 3).blocks == layout)
+        // Blocks of another file cannot be borrowed.
+        let other = try state.allocate(auth, count: 1)
+        _ = try state.commit(CommitObject(auth: auth, path: "g", persist: false, size: 65536, blocks: other), now: 4)
+        #expect {
+            try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: other), now: 5)
+        } throws: { ($0 as? PocketError)?.code == .invalidArgument }
+        #expect {
+            try state.commit(
+                CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: [first[0], first[0]]), now: 5)
+        } throws: { ($0 as? PocketError)?.code == .invalidArgument }
+    }
 }
