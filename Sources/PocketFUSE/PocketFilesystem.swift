@@ -143,8 +143,16 @@ public final class PocketFilesystem: Sendable {
     public func getattr(_ ino: UInt64) async throws -> Attributes {
         let entry = try entry(ino)
         guard let name = entry.job else { return rootAttributes() }
-        let job = try await job(name)
-        return await attributes(ino, try await job.stat(entry.path))
+        do {
+            return await attributes(ino, try await job(name).stat(entry.path))
+        } catch let error as FuseError where error.errno == EACCES && entry.path.isEmpty {
+            return foreignJobAttributes(ino)
+        }
+    }
+
+    /// A job this mount holds no token for: listed, not enterable.
+    func foreignJobAttributes(_ ino: UInt64) -> Attributes {
+        Attributes(ino: ino, kind: .directory, size: 0, mode: 0o700, modified: mountedAt, changed: mountedAt)
     }
 
     public func lookup(parent: UInt64, name: String) async throws -> Attributes {
@@ -156,8 +164,7 @@ public final class PocketFilesystem: Sendable {
             do {
                 return await attributes(ino, try await job(name).stat(""))
             } catch let error as FuseError where error.errno == EACCES {
-                // Listed but not ours: visible, not enterable.
-                return Attributes(ino: ino, kind: .directory, size: 0, mode: 0o700, modified: mountedAt, changed: mountedAt)
+                return foreignJobAttributes(ino)
             }
         }
         let path = InodeTable.join(parentEntry.path, name)

@@ -16,7 +16,7 @@ import Testing
         cmp input joined
         mkdir -p archive/inner
         cp part-aa archive/inner/
-        tar cf bundle.tar part-* archive
+        tar cf bundle.tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner part-* archive
         mkdir extracted
         tar xf bundle.tar -C extracted
         mv sorted sorted-moved
