@@ -1,6 +1,7 @@
 import NIOCore
 import PocketClient
 import PocketProtocol
+import Synchronization
 
 /// A file's content as this mount sees it while the file is open: the committed layout, plus dirty
 /// blocks in memory and written blocks (uploaded, not yet committed). Writes land in memory and full
@@ -25,6 +26,9 @@ actor OpenFile {
 
     let job: PocketJob
     let settings: Settings
+    private let budget: DirtyBudget
+    /// Dirty bytes this file has counted against the mount-wide budget.
+    private var counted = 0
     private let spawn: @Sendable (@escaping @Sendable () async -> Void) -> Void
     private(set) var path: String
     private(set) var size: UInt64
@@ -46,10 +50,11 @@ actor OpenFile {
     private var lastReadEnd: UInt64 = 0
 
     init(
-        job: PocketJob, path: String, location: ObjectLocation, settings: Settings,
+        job: PocketJob, path: String, location: ObjectLocation, settings: Settings, budget: DirtyBudget,
         spawn: @escaping @Sendable (@escaping @Sendable () async -> Void) -> Void
     ) {
         self.job = job
+        self.budget = budget
         self.path = path
         self.settings = settings
         self.spawn = spawn
@@ -93,7 +98,10 @@ actor OpenFile {
         size = max(size, end)
         changed = true
         scheduleUploads(includePartial: false)
-        while dirtyBytes > settings.maxDirtyBytes, uploadsInFlight > 0 {
+        account()
+        // Back-pressure: a writer waits for its uploads while this file, or the whole mount, holds
+        // too much unsent data.
+        while dirtyBytes > settings.maxDirtyBytes || budget.exceeded, uploadsInFlight > 0 {
             await waitForUpload()
         }
         return data.readableBytes
@@ -119,6 +127,7 @@ actor OpenFile {
         }
         size = newSize
         changed = true
+        account()
     }
 
     /// Uploads what is left and commits the layout. Reports (once) any error of earlier uploads.
@@ -139,6 +148,7 @@ actor OpenFile {
             release(Array(written.values))
             written = [:]
             dirty = [:]
+            account()
             committed = []
             inline = content
         } else {
@@ -177,6 +187,7 @@ actor OpenFile {
         reserve = []
         dirty = [:]
         changed = false
+        account()
     }
 
     private func reportFailure() throws {
@@ -187,6 +198,13 @@ actor OpenFile {
     }
 
     private var dirtyBytes: Int { dirty.values.reduce(0) { $0 + $1.data.readableBytes } }
+
+    /// Brings the mount-wide count up to date with this file's dirty bytes.
+    private func account() {
+        let now = dirtyBytes
+        budget.add(now - counted)
+        counted = now
+    }
 
     /// Makes the last partial block dirty (cut at the current size), so growing the file never
     /// exposes bytes a shorter file left behind.
@@ -279,6 +297,7 @@ actor OpenFile {
             }
         }
         if let error { failure = failure ?? error }
+        account()
         release(stale)
         uploadsInFlight -= 1
         let resumed = waiters
@@ -413,4 +432,22 @@ extension PocketError {
     init(wrappingFUSE error: any Error) {
         self = (error as? PocketError) ?? PocketError(.io, "\(error)")
     }
+}
+
+/// Dirty bytes across every open file of a mount, so many files written at once stay within one
+/// memory bound.
+final class DirtyBudget: Sendable {
+    let limit: Int
+    private let used = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func add(_ bytes: Int) {
+        used.add(bytes, ordering: .relaxed)
+    }
+
+    var exceeded: Bool { used.load(ordering: .relaxed) > limit }
+    var bytes: Int { used.load(ordering: .relaxed) }
 }

@@ -15,6 +15,8 @@ public final class PocketFilesystem: Sendable {
         public var attributeTimeout = 1.0
         public var entryTimeout = 1.0
         public var maxDirtyBytesPerFile = 64 << 20
+        /// Unsent write data across all open files before writers wait.
+        public var maxDirtyBytes = 256 << 20
         public var readAheadBlocks = 32
         public init() {}
     }
@@ -48,6 +50,7 @@ public final class PocketFilesystem: Sendable {
     private let work: AsyncStream<@Sendable () async -> Void>
     private let workQueue: AsyncStream<@Sendable () async -> Void>.Continuation
     let mountedAt: Int64
+    let dirtyBudget: DirtyBudget
 
     public init(client: PocketClient, tokens: TokenStore, settings: Settings = .init(), logger: Logger) {
         self.client = client
@@ -56,6 +59,7 @@ public final class PocketFilesystem: Sendable {
         self.logger = logger
         (work, workQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         mountedAt = Self.now()
+        dirtyBudget = DirtyBudget(limit: settings.maxDirtyBytes)
     }
 
     // MARK: Work

@@ -55,7 +55,8 @@ import Testing
         find . -type f | sort > files
         """#
 
-    static let manifest = "find . -type f | sort | xargs sha256sum; find . -type l | sort; stat -c '%n %s %a' nested/deeper/final"
+    static let manifest =
+        "find . -type f | sort | xargs sha256sum; find . -type l | sort; stat -c '%n %s %a' nested/deeper/final; cat files"
 
     @Test func unmodifiedToolsBehaveAsOnALocalDisk() async throws {
         try await withMountedCluster { mounted in
