@@ -191,13 +191,3 @@ public struct ControllerState: Sendable {
             jobs: jobs.values.map(\.info).sorted { $0.name < $1.name })
     }
 }
-
-/// Compares secrets in time that does not depend on where they differ.
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let a = Array(a.utf8)
-    let b = Array(b.utf8)
-    guard a.count == b.count else { return false }
-    var difference: UInt8 = 0
-    for index in a.indices { difference |= a[index] ^ b[index] }
-    return difference == 0
-}
