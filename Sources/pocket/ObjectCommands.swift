@@ -15,13 +15,7 @@ extension Pocket {
 
         func run() async throws {
             let (client, job) = try await access.open(self.job)
-            let result = await capture {
-                let input = try FileStream(reading: file)
-                defer { input.close() }
-                try await job.write(key, persist: persist) { writer in
-                    while let chunk = try input.read(1 << 20) { try await writer.write(chunk) }
-                }
-            }
+            let result = await capture { try await job.put(key, contentsOfFile: file, persist: persist) }
             await client.close()
             try result.get()
         }
@@ -37,11 +31,7 @@ extension Pocket {
 
         func run() async throws {
             let (client, job) = try await access.open(self.job)
-            let result = await capture {
-                let output = try FileStream(writing: file)
-                defer { output.close() }
-                try await job.read(key, deleteAfterRead: deleteAfterRead) { chunk in try output.write(chunk) }
-            }
+            let result = await capture { try await job.get(key, toFile: file, deleteAfterRead: deleteAfterRead) }
             await client.close()
             try result.get()
         }
@@ -96,72 +86,6 @@ extension Pocket {
             await client.close()
             try result.get()
         }
-    }
-}
-
-/// A file or standard stream, read or written in large chunks.
-final class FileStream {
-    private let fd: Int32
-    private let owned: Bool
-    private let path: String
-
-    init(reading path: String) throws {
-        self.path = path
-        if path == "-" {
-            (fd, owned) = (STDIN_FILENO, false)
-        } else {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
-            owned = true
-            guard fd >= 0 else { throw Self.failure("cannot open", path) }
-        }
-    }
-
-    init(writing path: String) throws {
-        self.path = path
-        if path == "-" {
-            (fd, owned) = (STDOUT_FILENO, false)
-        } else {
-            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            owned = true
-            guard fd >= 0 else { throw Self.failure("cannot create", path) }
-        }
-    }
-
-    /// Up to `count` bytes, or nil at the end.
-    func read(_ count: Int) throws -> ByteBuffer? {
-        var buffer = ByteBufferAllocator().buffer(capacity: count)
-        while buffer.readableBytes < count {
-            let wanted = count - buffer.readableBytes
-            let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) {
-                Foundation.read(fd, $0.baseAddress, wanted)
-            }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw Self.failure("cannot read", path)
-            }
-            if got == 0 { break }
-        }
-        return buffer.readableBytes == 0 ? nil : buffer
-    }
-
-    func write(_ data: ByteBuffer) throws {
-        var data = data
-        while data.readableBytes > 0 {
-            let wrote = data.withUnsafeReadableBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-            if wrote < 0 {
-                if errno == EINTR { continue }
-                throw Self.failure("cannot write", path)
-            }
-            data.moveReaderIndex(forwardBy: wrote)
-        }
-    }
-
-    func close() {
-        if owned { _ = Foundation.close(fd) }
-    }
-
-    private static func failure(_ what: String, _ path: String) -> PocketError {
-        PocketError(.io, "\(what) \(path): \(String(cString: strerror(errno)))")
     }
 }
 

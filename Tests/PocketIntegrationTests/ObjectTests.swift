@@ -152,6 +152,26 @@ import Testing
         }
     }
 
+    @Test func filesGoInAndComeOutWhole() async throws {
+        try await withCluster { _, client in
+            let job = try await client.registerJob("files")
+            let directory = try temporaryDirectory("files")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            for size in [0, 100, 3 << 20 + 17] {
+                let source = directory.appendingPathComponent("in-\(size)")
+                let copy = directory.appendingPathComponent("out-\(size)")
+                try Data(pattern(size, seed: UInt64(size)).readableBytesView).write(to: source)
+                try await job.put("f/\(size)", contentsOfFile: source.path)
+                try await job.get("f/\(size)", toFile: copy.path)
+                #expect(try Data(contentsOf: copy) == Data(contentsOf: source), "\(size) bytes")
+            }
+            await #expect { try await job.put("x", contentsOfFile: directory.path + "/missing") } throws: {
+                errorCode($0) == .io
+            }
+            try await client.deregisterJob(job)
+        }
+    }
+
     @Test func namespaceOperationsWork() async throws {
         try await withCluster { _, client in
             let job = try await client.registerJob("names")
