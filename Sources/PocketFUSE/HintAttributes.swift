@@ -1,3 +1,4 @@
+import Foundation
 import PocketProtocol
 
 /// The job directory's extended attributes: four writable hints and two read-only views.
@@ -57,7 +58,8 @@ public enum HintAttributes {
     public static func applying(_ name: String, _ text: String?, to hints: JobHints) throws(Failure) -> JobHints {
         var hints = hints
         if readOnly.contains(name) { throw .readOnly }
-        let value = text.map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\0" }.reversed()) }
+        // setfattr and shells may leave a trailing newline or NUL; spaces around a value mean nothing.
+        let value = text.map { $0.trimmingCharacters(in: .whitespacesAndNewlines.union(["\0"])) }
         switch name {
         case latencySensitive:
             switch value?.lowercased() {
