@@ -41,7 +41,10 @@ let package = Package(
         ),
         .target(
             name: "PocketStorage",
-            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .target(
             name: "PocketMetadata",

@@ -80,13 +80,19 @@ public final class LocalCluster: Sendable {
     @discardableResult
     public func addStorageServer(capacity: UInt64? = nil, tier: Tier? = nil) async throws -> LocalProcess {
         let index = counter.add(1, ordering: .relaxed).newValue
+        let tier = tier ?? options.tier
+        var arguments = [
+            "storage", "--listen", "\(options.controller.host):0", "--controller",
+            controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",
+            "--tier", "\(tier)", "--log-level", options.logLevel,
+        ]
+        if tier != .dram {
+            arguments += ["--data-dir", options.workDirectory.appendingPathComponent("storage-\(index)").path]
+            if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
+        }
         let process = try await LocalProcess.launch(
             executable: options.executable, role: "storage-\(index)",
-            arguments: [
-                "storage", "--listen", "\(options.controller.host):0", "--controller",
-                controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",
-                "--tier", "\(tier ?? options.tier)", "--log-level", options.logLevel,
-            ],
+            arguments: arguments,
             workDirectory: options.workDirectory, environment: options.environment)
         members.withLock { $0.append(process) }
         return process

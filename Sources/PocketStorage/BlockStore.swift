@@ -15,4 +15,6 @@ public protocol BlockStore: Sendable {
     func free(job: JobID, ids: [BlockID]) -> FreeReply
     func freeJob(_ job: JobID) -> FreeReply
     func usage() -> (usedBytes: UInt64, blockCount: UInt64)
+    /// Whether operations block on I/O, so the server runs them off its event loops.
+    var blocksOnIO: Bool { get }
 }

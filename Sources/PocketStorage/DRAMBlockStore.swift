@@ -6,6 +6,7 @@ import Synchronization
 public final class DRAMBlockStore: BlockStore {
     public let tier = Tier.dram
     public let capacityBytes: UInt64
+    public let blocksOnIO = false
 
     private struct State {
         var jobs: [JobID: [BlockID: ByteBuffer]] = [:]

@@ -1,34 +1,38 @@
 import Logging
 import NIOCore
+import NIOPosix
 import PocketProtocol
 import PocketRPC
 import ServiceLifecycle
 
-/// Serves block reads and writes from one store.
+/// Serves block reads and writes from one store. Stores that block on I/O (the file tiers) run
+/// their operations on a thread pool, never on an event loop.
 public struct StorageRequestHandler: RequestHandler {
     let store: any BlockStore
+    let io: NIOThreadPool?
     let stats: @Sendable () -> ServerStats
 
-    public init(store: any BlockStore, stats: @escaping @Sendable () -> ServerStats) {
+    public init(store: any BlockStore, io: NIOThreadPool? = nil, stats: @escaping @Sendable () -> ServerStats) {
         self.store = store
+        self.io = io
         self.stats = stats
     }
 
     public func handle(_ request: Frame) -> Reply {
         switch request.header.opcode {
         case .writeBlocks:
-            request.serve(WriteBlocks.self) { request in
+            blockStoreCall(request, WriteBlocks.self) { store, request in
                 try store.write(job: request.jobID, blocks: request.blocks)
                 return Empty()
             }
         case .readBlocks:
-            request.serve(ReadBlocks.self) { request in
+            blockStoreCall(request, ReadBlocks.self) { store, request in
                 BlockData(blocks: try store.read(job: request.jobID, ranges: request.ranges))
             }
         case .freeBlocks:
-            request.serve(FreeBlocks.self) { store.free(job: $0.jobID, ids: $0.ids) }
+            blockStoreCall(request, FreeBlocks.self) { store, request in store.free(job: request.jobID, ids: request.ids) }
         case .freeJob:
-            request.serve(FreeJob.self) { store.freeJob($0.jobID) }
+            blockStoreCall(request, FreeJob.self) { store, request in store.freeJob(request.jobID) }
         case .storageStats:
             request.serve(StorageStats.self) { _ in stats() }
         case .ping:
@@ -36,6 +40,14 @@ public struct StorageRequestHandler: RequestHandler {
         default:
             .error(PocketError(.unknownOpcode, "storage server does not serve opcode \(request.header.opcode)"))
         }
+    }
+
+    private func blockStoreCall<R: WireRequest>(
+        _ frame: Frame, _: R.Type, _ body: @escaping @Sendable (any BlockStore, R) throws -> R.Response
+    ) -> Reply {
+        let store = self.store
+        guard store.blocksOnIO, let io else { return frame.serve(R.self) { try body(store, $0) } }
+        return frame.serveAsync(R.self) { request in try await io.runIfActive { try body(store, request) } }
     }
 }
 
@@ -47,7 +59,7 @@ public struct StorageServer: Sendable {
         /// The address clients use; defaults to the bound listen address.
         public var advertise: String?
         public var capacityBytes: UInt64
-        /// Declared network throughput, bytes per second (8 Gb/s, the paper's node).
+        /// Declared throughput, bytes per second.
         public var throughput: UInt64 = 1_000_000_000
 
         public init(listen: Endpoint, controller: Endpoint, capacityBytes: UInt64) {
@@ -66,7 +78,9 @@ public struct StorageServer: Sendable {
     ) async throws -> StorageServer {
         let cpu = CPUSampler()
         let holder = StatsHolder()
-        let handler = StorageRequestHandler(store: store) { holder.current(store: store) }
+        let io: NIOThreadPool? = store.blocksOnIO ? NIOThreadPool(numberOfThreads: 4) : nil
+        io?.start()
+        let handler = StorageRequestHandler(store: store, io: io) { holder.current(store: store) }
         let server = try await RPCServer.bind(configuration.listen, handler: handler, logger: logger)
         holder.attach(server: server, cpu: cpu)
         let registration = RegisterServer(

@@ -113,24 +113,34 @@ extension Pocket {
         @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
         @OptionGroup var controller: ControllerOption
         @Option(help: "Bytes this server may hold.") var capacity = ByteSize(bytes: 4 << 30)
-        @Option(help: "Storage tier (only dram is available so far).") var tier = Tier.dram
-        @Option(help: "Declared network throughput.") var throughput = ByteRate(argument: "8Gb/s")!
+        @Option(help: "Storage tier: dram keeps blocks in memory, ssd and hdd in a file under --data-dir.")
+        var tier = Tier.dram
+        @Option(help: "Directory for the ssd and hdd tiers' block file.") var dataDir: String?
+        @Option(help: "Largest block the file tiers hold (the cluster's block size).")
+        var blockSize = ByteSize(bytes: 64 << 10)
+        @Option(help: "Declared throughput (default: 8Gb/s for dram and ssd, 1.6Gb/s for hdd).")
+        var throughput: ByteRate?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
 
         func validate() throws {
-            guard tier == .dram else { throw ValidationError("only the dram tier is available so far") }
             guard capacity.bytes > 0 else { throw ValidationError("--capacity must be positive") }
+            if tier != .dram, dataDir == nil { throw ValidationError("--tier \(tier) needs --data-dir") }
         }
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.storage")
             var configuration = StorageServer.Configuration(
                 listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
-            configuration.throughput = throughput.bytesPerSecond
-            let storage = try await StorageServer.start(
-                configuration, store: DRAMBlockStore(capacityBytes: capacity.bytes), logger: logger)
-            logger.info("storage server listening on \(storage.server.localAddress)")
+            configuration.throughput = throughput?.bytesPerSecond ?? (tier == .hdd ? 200_000_000 : 1_000_000_000)
+            let store: any BlockStore =
+                tier == .dram
+                ? DRAMBlockStore(capacityBytes: capacity.bytes)
+                : try FileBlockStore(
+                    tier: tier, directory: URL(fileURLWithPath: dataDir!), capacityBytes: capacity.bytes,
+                    slotSize: Int(blockSize.bytes))
+            let storage = try await StorageServer.start(configuration, store: store, logger: logger)
+            logger.info("\(tier) storage server listening on \(storage.server.localAddress)")
             try await daemon.run(storage.services, address: storage.server.localAddress, logger: logger)
         }
     }
@@ -143,14 +153,14 @@ extension Pocket {
         @Option(help: "Number of storage servers.") var storageServers = 2
         @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
         @Option(help: "Storage tier.") var tier = Tier.dram
-        @Option(help: "Directory for logs (default: a new temporary directory).") var dataDir: String?
+        @Option(help: "Directory for logs and the ssd/hdd tiers' block files (default: a new temporary directory).")
+        var dataDir: String?
         @Option(help: "Where to mount Pocket.") var mount = "/pocket"
         @Flag(help: "Do not mount.") var noMount = false
         @OptionGroup var log: LogOptions
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
-            guard tier == .dram else { throw ValidationError("only the dram tier is available so far") }
         }
 
         func run() async throws {

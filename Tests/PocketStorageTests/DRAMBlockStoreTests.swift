@@ -1,8 +1,29 @@
+import Foundation
 import NIOCore
 import Testing
 
 @testable import PocketProtocol
 @testable import PocketStorage
+
+/// The tiers' stores, for tests that every store must pass.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case dram, ssd, hdd
+
+    var testDescription: String { rawValue }
+
+    func make(capacity: UInt64) throws -> any BlockStore {
+        switch self {
+        case .dram:
+            return DRAMBlockStore(capacityBytes: capacity)
+        case .ssd, .hdd:
+            let directory = URL(fileURLWithPath: NSTemporaryDirectory())
+                .appendingPathComponent("pocket-store-\(rawValue)-\(UInt64.random(in: 0...UInt64.max))")
+            // Slots of 1 KiB keep capacities in these tests byte-comparable with the DRAM store.
+            return try FileBlockStore(
+                tier: self == .ssd ? .ssd : .hdd, directory: directory, capacityBytes: capacity, slotSize: 1 << 10)
+        }
+    }
+}
 
 @Suite struct DRAMBlockStoreTests {
     func block(_ id: BlockID, _ count: Int, _ byte: UInt8 = 1) -> WriteBlocks.Block {
