@@ -449,5 +449,4 @@ final class DirtyBudget: Sendable {
     }
 
     var exceeded: Bool { used.load(ordering: .relaxed) > limit }
-    var bytes: Int { used.load(ordering: .relaxed) }
 }

@@ -92,11 +92,6 @@ public final class RPCServer: Service, Sendable {
         }
         logger.debug("server on \(localAddress) stopped")
     }
-
-    /// Stops accepting connections; `run` returns once queued work is done.
-    public func close() {
-        channel.close(promise: nil)
-    }
 }
 
 /// One connection's requests: decoded frames in, replies out, flushed once per read burst.
