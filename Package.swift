@@ -90,7 +90,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol"]),
+        // Helpers shared by the test targets.
+        .target(name: "PocketTestSupport", path: "Tests/PocketTestSupport"),
+        .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"]),
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
@@ -98,7 +100,7 @@ let package = Package(
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [
-                "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal",
+                "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal", "PocketTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -54,18 +54,19 @@ public final class FuseMount: Service, @unchecked Sendable {
             throw MountError("cannot mount \(path) (see above; is it already mounted?)")
         }
         raiseReadAhead(path, kib: options.readAheadKiB, logger: logger)
-        let mount = FuseMount(mountpoint: path, filesystem: filesystem, session: session, userdata: userdata, logger: logger)
-        mount.threads = options.threads
-        return mount
+        return FuseMount(
+            mountpoint: path, filesystem: filesystem, session: session, userdata: userdata, threads: options.threads,
+            logger: logger)
     }
 
-    private var threads: UInt32 = 16
+    private let threads: UInt32
 
     private init(
         mountpoint: String, filesystem: PocketFilesystem, session: OpaquePointer, userdata: Unmanaged<PocketFilesystem>,
-        logger: Logger
+        threads: UInt32, logger: Logger
     ) {
         self.mountpoint = mountpoint
+        self.threads = threads
         self.filesystem = filesystem
         self.session = session
         self.userdata = userdata

@@ -84,10 +84,14 @@ actor OpenFile {
                 let blockEnd = min(UInt64(index + 1) * blockSize, max(size, end))
                 let coversAll = within == 0 && position + UInt64(count) >= blockEnd
                 if coversAll {
-                    dirty[index] = Dirty(data: ByteBufferAllocator().buffer(capacity: settings.blockSize), version: 0)
-                } else {
-                    try await makeDirty(index)
+                    // The write is the block's whole content: keep its bytes as they came, no copy.
+                    let slice = data.getSlice(at: data.readerIndex + Int(position - offset), length: count)!
+                    version += 1
+                    dirty[index] = Dirty(data: slice, version: version)
+                    position += UInt64(count)
+                    continue
                 }
+                try await makeDirty(index)
             }
             let slice = data.getSlice(at: data.readerIndex + Int(position - offset), length: count)!
             Self.overwrite(&dirty[index]!.data, at: within, with: slice)

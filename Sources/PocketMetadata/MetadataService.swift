@@ -124,12 +124,12 @@ public final class MetadataService: RequestHandler {
     }
 
     /// Applies a change that may release blocks; replies once they are freed.
-    private func releasing<R: WireRequest>(
+    private func releasing<R: JobRequest>(
         _ frame: Frame, _: R.Type, _ change: (inout MetadataState, R) throws -> [BlockRef]
     ) -> Reply where R.Response == Empty {
         do {
             let request = try frame.decode(R.self)
-            let jobID = Self.jobID(of: request)
+            let jobID = request.auth.job
             let released = try state.withLock { try change(&$0, request) }
             if released.isEmpty { return .ok }
             return .later {
@@ -138,17 +138,6 @@ public final class MetadataService: RequestHandler {
             }
         } catch {
             return .error(PocketError(wrapping: error))
-        }
-    }
-
-    private static func jobID<R: WireRequest>(of request: R) -> JobID {
-        switch request {
-        case let request as PutInline: request.auth.job
-        case let request as CommitObject: request.auth.job
-        case let request as AbortBlocks: request.auth.job
-        case let request as Delete: request.auth.job
-        case let request as Rename: request.auth.job
-        default: 0
         }
     }
 

@@ -106,7 +106,7 @@ public struct SetWeightMap: WireRequest, Hashable {
 }
 
 /// Stores a small object whole on the metadata server: one round trip.
-public struct PutInline: WireRequest {
+public struct PutInline: JobRequest {
     public typealias Response = Empty
     public static let opcode = Opcode.putInline
 
@@ -137,7 +137,7 @@ public struct PutInline: WireRequest {
     }
 }
 
-public struct GetObject: WireRequest, Hashable {
+public struct GetObject: JobRequest, Hashable {
     public typealias Response = ObjectLocation
     public static let opcode = Opcode.getObject
 
@@ -198,7 +198,7 @@ public struct ObjectLocation: WireMessage {
 
 /// Reserves `count` new blocks for the job, placed by its weight map. They belong to the job's
 /// pending uploads until committed into an object or aborted.
-public struct AllocateBlocks: WireRequest, Hashable {
+public struct AllocateBlocks: JobRequest, Hashable {
     public typealias Response = BlockList
     public static let opcode = Opcode.allocateBlocks
     public static let maxCount: UInt32 = 1 << 16
@@ -239,7 +239,7 @@ public struct BlockList: WireMessage, Hashable {
 /// job reserved with `allocateBlocks`, one the file at `path` already holds (a partial rewrite keeps
 /// the blocks it did not change), or a hole (`BlockRef.hole`, read as zeros). Blocks of the old file
 /// that the new one does not keep are freed.
-public struct CommitObject: WireRequest, Hashable {
+public struct CommitObject: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.commitObject
 
@@ -275,7 +275,7 @@ public struct CommitObject: WireRequest, Hashable {
 }
 
 /// Returns pending blocks that will not be committed.
-public struct AbortBlocks: WireRequest, Hashable {
+public struct AbortBlocks: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.abortBlocks
 

@@ -2,7 +2,7 @@ import NIOCore
 
 // Namespace operations clients send to metadata servers: names, directories, attributes.
 
-public struct Stat: WireRequest, Hashable {
+public struct Stat: JobRequest, Hashable {
     public typealias Response = EntryInfo
     public static let opcode = Opcode.stat
 
@@ -26,7 +26,7 @@ public struct Stat: WireRequest, Hashable {
 }
 
 /// Lists a directory's entries whose names start with `prefix`, sorted by name.
-public struct List: WireRequest, Hashable {
+public struct List: JobRequest, Hashable {
     public typealias Response = EntryList
     public static let opcode = Opcode.list
 
@@ -67,7 +67,7 @@ public struct EntryList: WireMessage, Hashable {
     }
 }
 
-public struct Delete: WireRequest, Hashable {
+public struct Delete: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.delete
 
@@ -108,7 +108,7 @@ public struct Delete: WireRequest, Hashable {
     }
 }
 
-public struct Rename: WireRequest, Hashable {
+public struct Rename: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.rename
 
@@ -140,7 +140,7 @@ public struct Rename: WireRequest, Hashable {
     }
 }
 
-public struct MakeDirectory: WireRequest, Hashable {
+public struct MakeDirectory: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.makeDirectory
 
@@ -170,7 +170,7 @@ public struct MakeDirectory: WireRequest, Hashable {
 
 /// Creates an empty regular file (parents must exist). Without `exclusive`, an existing file is
 /// left as it is and returned.
-public struct Create: WireRequest, Hashable {
+public struct Create: JobRequest, Hashable {
     public typealias Response = EntryInfo
     public static let opcode = Opcode.create
 
@@ -201,7 +201,7 @@ public struct Create: WireRequest, Hashable {
     }
 }
 
-public struct MakeSymlink: WireRequest, Hashable {
+public struct MakeSymlink: JobRequest, Hashable {
     public typealias Response = EntryInfo
     public static let opcode = Opcode.makeSymlink
 
@@ -230,7 +230,7 @@ public struct MakeSymlink: WireRequest, Hashable {
 
 /// Changes an entry's permission bits and modification time (chmod, utimens). Sizes change by
 /// committing a new layout.
-public struct SetAttributes: WireRequest, Hashable {
+public struct SetAttributes: JobRequest, Hashable {
     public typealias Response = EntryInfo
     public static let opcode = Opcode.setAttributes
 

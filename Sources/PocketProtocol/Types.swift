@@ -331,6 +331,11 @@ public struct StorageServerEntry: Hashable, Sendable {
     }
 }
 
+/// A request made on behalf of a job, proven by its token.
+public protocol JobRequest: WireRequest {
+    var auth: JobAuth { get }
+}
+
 /// A job's identity and secret, carried by every namespace operation.
 public struct JobAuth: Hashable, Sendable {
     public var job: JobID

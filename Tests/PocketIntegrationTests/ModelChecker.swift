@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PocketProtocol
+import PocketTestSupport
 
 /// An fsx-style check: random writes, truncates, reads, reopens and renames on a few files through
 /// the mount, each compared with an in-memory model of what the files must hold.
@@ -157,18 +158,5 @@ struct ModelChecker {
         Mismatch(
             description: "step \(step): \(what); recent operations:\n"
                 + log.suffix(paranoid ? 100_000 : 12).joined(separator: "\n"))
-    }
-}
-
-/// The same generator the codec tests use, for reproducible runs.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
