@@ -76,7 +76,7 @@ let package = Package(
         // Runs a cluster as child processes on this machine (`pocket up`, the local provisioner).
         .target(
             name: "PocketLocal",
-            dependencies: ["PocketClient", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PocketClient", "PocketController", .product(name: "Logging", package: "swift-log")]
         ),
         // `pocket bench`: put/get load generation and latency statistics.
         .target(name: "PocketBench", dependencies: ["PocketClient"]),
@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
-        .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol"]),
+        .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol", "PocketTestSupport"]),
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [

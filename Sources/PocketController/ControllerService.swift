@@ -13,9 +13,16 @@ public final class ControllerService: RequestHandler, Service {
     private let logger: Logger
     /// Set when the storage table changed and metadata servers have not been told yet.
     private let tableDirty = Atomic<Bool>(true)
+    private let provisioner: (any StorageProvisioner)?
+    /// Placements that may launch servers run one at a time, so two jobs do not both launch for
+    /// the same shortfall.
+    private let placements = SerialQueue()
 
-    public init(settings: ControllerState.Settings = .init(), logger: Logger) {
+    public init(
+        settings: ControllerState.Settings = .init(), provisioner: (any StorageProvisioner)? = nil, logger: Logger
+    ) {
         state = Mutex(ControllerState(settings: settings))
+        self.provisioner = provisioner
         self.logger = logger
     }
 
@@ -64,8 +71,9 @@ public final class ControllerService: RequestHandler, Service {
     }
 
     private func registerJob(_ request: RegisterJob) async throws -> JobGrant {
-        let job = try state.withLock { state in
-            try state.admit(name: request.name, hints: request.hints, newID: Secrets.jobID(), token: Secrets.token())
+        let (newID, token) = (Secrets.jobID(), Secrets.token())
+        let job = try await placing { state, room throws(PocketError) in
+            try state.admit(name: request.name, hints: request.hints, newID: newID, token: token, room: room)
         }
         do {
             // The metadata server gets the storage table first, so the job's first allocation
@@ -78,7 +86,12 @@ public final class ControllerService: RequestHandler, Service {
             state.withLock { $0.forget(request.name) }
             throw PocketError(.unavailable, "metadata server \(job.info.metadataAddress) did not take the job: \(error)")
         }
-        logger.info("job registered", metadata: ["job.name": "\(job.info.name)", "job.id": "\(job.info.id)"])
+        logger.info(
+            "job registered",
+            metadata: [
+                "job.name": "\(job.info.name)", "job.id": "\(job.info.id)",
+                "job.allocation": "\(job.info.allocation.summary)",
+            ])
         return state.withLock { $0.grant(for: job) }
     }
 
@@ -97,10 +110,59 @@ public final class ControllerService: RequestHandler, Service {
 
     private func updateHints(_ request: UpdateHints) async throws -> JobInfo {
         _ = try state.withLock { try $0.authorize(request.job) }
-        let job = try state.withLock { try $0.updateHints(request.job.name, request.hints) }
+        let job = try await placing { state, room throws(PocketError) in
+            try state.updateHints(request.job.name, request.hints, room: room)
+        }
+        logger.info(
+            "job hints changed",
+            metadata: ["job.name": "\(job.info.name)", "job.allocation": "\(job.info.allocation.summary)"])
         try await metadataCall(
             job.info.metadataAddress, SetWeightMap(jobID: job.info.id, weightMap: job.info.weightMap))
         return job.info
+    }
+
+    /// Places a job, starting storage servers first when the provisioner can and the job needs them.
+    private func placing(
+        _ attempt: @escaping @Sendable (inout ControllerState, ProvisioningRoom?) throws(PocketError) -> ControllerState.Outcome
+    ) async throws -> ControllerState.Job {
+        try await placements.run {
+            var room = provisioningRoom()
+            while true {
+                let outcome = try state.withLock { state throws(PocketError) in try attempt(&state, room) }
+                switch outcome {
+                case .placed(let job):
+                    return job
+                case .launch(let tier, let count):
+                    room = nil  // one launch per placement; then the job takes what there is
+                    await launch(tier: tier, count: count)
+                }
+            }
+        }
+    }
+
+    private func provisioningRoom() -> ProvisioningRoom? {
+        guard let provisioner else { return nil }
+        let count = state.withLock { $0.storageServerCount }
+        return ProvisioningRoom(shapes: provisioner.shapes, servers: provisioner.maxServers - count)
+    }
+
+    /// Starts servers and waits (up to 10 s) until they have registered.
+    private func launch(tier: Tier, count: Int) async {
+        guard let provisioner else { return }
+        let before = state.withLock { $0.activeServers(.storage).filter { $0.tier == tier }.count }
+        logger.info("starting storage servers", metadata: ["tier": "\(tier)", "count": "\(count)"])
+        do {
+            try await provisioner.launch(tier: tier, count: count)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while state.withLock({ $0.activeServers(.storage).filter { $0.tier == tier }.count }) < before + count {
+                guard ContinuousClock.now < deadline else {
+                    throw PocketError(.timedOut, "new servers did not register within 10 s")
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        } catch {
+            logger.warning("could not start storage servers: \(error)", metadata: ["tier": "\(tier)"])
+        }
     }
 
     @discardableResult
@@ -118,6 +180,7 @@ public final class ControllerService: RequestHandler, Service {
             }
         }
         await metadata.closeAll()
+        await provisioner?.shutdown()
     }
 
     private func expireLoop() async {

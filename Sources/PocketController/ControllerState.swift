@@ -8,6 +8,7 @@ public struct ControllerState: Sendable {
         public var inlineLimit: UInt32 = 8 << 10
         /// A server that has not reported for this long is dead.
         public var deadAfter: Duration = .seconds(3)
+        public var policy = RightsizingPolicy()
         public init() {}
     }
 
@@ -20,6 +21,20 @@ public struct ControllerState: Sendable {
         public var info: JobInfo
         public var token: String
         public var metadataServer: ServerID
+        /// The fraction of the job each storage server holds (its weight map), which reserves that
+        /// fraction of the job's throughput and capacity on the server.
+        public var shares: [ServerID: Double] = [:]
+    }
+
+    /// What placing a job came to: done, or more servers are needed first.
+    public enum Outcome: Sendable {
+        case placed(Job)
+        /// Start `count` storage servers of `tier`, then try again without room to launch more.
+        case launch(Tier, count: Int)
+
+        public var job: Job? {
+            if case .placed(let job) = self { job } else { nil }
+        }
     }
 
     public let settings: Settings
@@ -27,6 +42,8 @@ public struct ControllerState: Sendable {
     public private(set) var jobs: [String: Job] = [:]
     /// Ended jobs that left persisted objects: the name keeps its id and metadata server.
     public private(set) var retired: [String: (id: JobID, metadataServer: ServerID)] = [:]
+    /// Throughput and capacity reserved on each storage server by jobs' shares.
+    private var reserved: [ServerID: (throughput: Double, capacity: Double)] = [:]
     private var nextServerID: ServerID = 1
 
     public init(settings: Settings = Settings()) {
@@ -39,6 +56,7 @@ public struct ControllerState: Sendable {
     public mutating func register(_ request: RegisterServer, now: ContinuousClock.Instant) -> RegisterServerReply {
         if let old = servers.values.first(where: { $0.info.address == request.address && $0.info.kind == request.kind }) {
             servers.removeValue(forKey: old.info.id)
+            reserved.removeValue(forKey: old.info.id)
         }
         let id = nextServerID
         nextServerID += 1
@@ -98,13 +116,13 @@ public struct ControllerState: Sendable {
         }
     }
 
-    /// Admits a job: picks its metadata server and storage weight map. The caller tells the metadata
-    /// server, and calls `forget` if that fails.
+    /// Admits a job: picks its metadata server, its allocation and where it goes. The caller tells
+    /// the metadata server, and calls `forget` if that fails. `room` is what a provisioner may add.
     public mutating func admit(
-        name: String, hints: JobHints, newID: JobID, token: String
-    ) throws(PocketError) -> Job {
+        name: String, hints: JobHints, newID: JobID, token: String, room: ProvisioningRoom? = nil
+    ) throws(PocketError) -> Outcome {
         try Self.validate(name: name)
-        try HintRules.validate(hints)
+        try settings.policy.validate(hints)
         guard jobs[name] == nil else { throw PocketError(.alreadyExists, "job '\(name)' is already registered") }
         let metadataServers = activeServers(.metadata)
         let id: JobID
@@ -120,26 +138,65 @@ public struct ControllerState: Sendable {
             id = newID
             metadata = leastLoaded
         }
+        let (allocation, shares): (Allocation, [ServerID: Double])
+        switch try place(hints, room: room) {
+        case .launch(let tier, let count): return .launch(tier, count: count)
+        case .placed(let placed, let placedShares): (allocation, shares) = (placed, placedShares)
+        }
         let job = Job(
             info: JobInfo(
-                name: name, id: id, hints: hints, allocation: HintRules.allocation(for: hints),
-                weightMap: evenWeightMap(), metadataAddress: metadata.address),
-            token: token, metadataServer: metadata.id)
+                name: name, id: id, hints: hints, allocation: allocation, weightMap: Self.weightMap(shares),
+                metadataAddress: metadata.address),
+            token: token, metadataServer: metadata.id, shares: shares)
         jobs[name] = job
+        reserve(job, sign: 1)
         retired.removeValue(forKey: name)
-        return job
+        return .placed(job)
+    }
+
+    private func place(_ hints: JobHints, room: ProvisioningRoom?) throws(PocketError) -> Placement.Decision {
+        let storage = servers.values.map(\.info).filter { $0.kind == .storage && $0.state == .active }
+        if storage.isEmpty, room == nil {
+            // A cluster still starting (or a controller that restarted): the job waits for servers
+            // with an empty weight map, which `repairWeightMaps` fills once they register.
+            return .placed(settings.policy.preferred(for: hints), shares: [:])
+        }
+        let placementServers = storage.map { info in
+            var server = PlacementServer(
+                id: info.id, tier: info.tier, throughput: Double(info.throughput),
+                capacity: Double(info.stats.capacityBytes))
+            if let held = reserved[info.id] {
+                server.reservedThroughput = held.throughput
+                server.reservedCapacity = held.capacity
+            }
+            return server
+        }
+        return try Placement.place(
+            settings.policy.candidates(for: hints), on: placementServers, room: room, policy: settings.policy)
+    }
+
+    private mutating func reserve(_ job: Job, sign: Double) {
+        let allocation = job.info.allocation
+        for (server, share) in job.shares where servers[server] != nil {
+            var held = reserved[server] ?? (0, 0)
+            held.throughput = max(0, held.throughput + sign * share * Double(allocation.throughput))
+            held.capacity = max(0, held.capacity + sign * share * Double(allocation.capacity))
+            reserved[server] = held
+        }
+    }
+
+    static func weightMap(_ shares: [ServerID: Double]) -> WeightMap {
+        let total = shares.values.reduce(0, +)
+        return WeightMap(
+            shares.sorted { $0.key < $1.key }.map { WeightMap.Entry(server: $0.key, weight: $0.value / total) })
     }
 
     private func load(of metadataServer: ServerID) -> Int {
         jobs.values.filter { $0.metadataServer == metadataServer }.count
     }
 
-    private func evenWeightMap() -> WeightMap {
-        WeightMap.even(activeServers(.storage).map(\.id))
-    }
-
     public mutating func forget(_ name: String) {
-        jobs.removeValue(forKey: name)
+        if let job = jobs.removeValue(forKey: name) { reserve(job, sign: -1) }
     }
 
     public func authorize(_ credentials: JobCredentials) throws(PocketError) -> Job {
@@ -161,33 +218,67 @@ public struct ControllerState: Sendable {
     /// Removes a job; `persisted` says whether its metadata server kept objects under its name.
     public mutating func remove(_ name: String, persisted: Bool) {
         guard let job = jobs.removeValue(forKey: name) else { return }
+        reserve(job, sign: -1)
         if persisted { retired[name] = (job.info.id, job.metadataServer) }
     }
 
-    public mutating func updateHints(_ name: String, _ hints: JobHints) throws(PocketError) -> Job {
-        try HintRules.validate(hints)
-        guard jobs[name] != nil else { throw PocketError(.unknownJob, "no job named '\(name)'") }
-        jobs[name]!.info.hints = hints
-        jobs[name]!.info.allocation = HintRules.allocation(for: hints)
-        return jobs[name]!
+    /// Gives a running job new hints: a new allocation and weight map for its new blocks (the
+    /// blocks it has stay where they are). The hints are kept only once the job is placed.
+    public mutating func updateHints(
+        _ name: String, _ hints: JobHints, room: ProvisioningRoom? = nil
+    ) throws(PocketError) -> Outcome {
+        try settings.policy.validate(hints)
+        guard let old = jobs[name] else { throw PocketError(.unknownJob, "no job named '\(name)'") }
+        reserve(old, sign: -1)
+        let (allocation, shares): (Allocation, [ServerID: Double])
+        do {
+            switch try place(hints, room: room) {
+            case .launch(let tier, let count):
+                reserve(old, sign: 1)
+                return .launch(tier, count: count)
+            case .placed(let placed, let placedShares): (allocation, shares) = (placed, placedShares)
+            }
+        } catch {
+            reserve(old, sign: 1)
+            throw error
+        }
+        var job = old
+        job.info.hints = hints
+        job.info.allocation = allocation
+        job.info.weightMap = Self.weightMap(shares)
+        job.shares = shares
+        jobs[name] = job
+        reserve(job, sign: 1)
+        return .placed(job)
     }
 
-    /// Jobs whose weight map has no live server get one over the live servers; returns them.
+    /// Jobs whose weight map has no live server are placed again over the live ones; returns them.
     public mutating func repairWeightMaps() -> [Job] {
         let live = Set(activeServers(.storage).map(\.id))
         guard !live.isEmpty else { return [] }
         var repaired: [Job] = []
         for (name, job) in jobs where !job.info.weightMap.entries.contains(where: { live.contains($0.server) }) {
-            jobs[name]!.info.weightMap = evenWeightMap()
-            repaired.append(jobs[name]!)
+            if case .placed(let placed)? = try? updateHints(name, job.info.hints) { repaired.append(placed) }
         }
         return repaired
+    }
+
+    /// How many storage servers are active or coming (the provisioner's limit counts them all).
+    public var storageServerCount: Int {
+        servers.values.filter { $0.info.kind == .storage && $0.info.state != .dead }.count
     }
 
     public var status: ClusterStatus {
         ClusterStatus(
             blockSize: settings.blockSize,
-            servers: servers.values.map(\.info).sorted { $0.id < $1.id },
+            servers: servers.values.map { server in
+                var info = server.info
+                if let held = reserved[info.id] {
+                    info.allocatedThroughput = UInt64(held.throughput.rounded())
+                    info.allocatedCapacity = UInt64(held.capacity.rounded())
+                }
+                return info
+            }.sorted { $0.id < $1.id },
             jobs: jobs.values.map(\.info).sorted { $0.name < $1.name })
     }
 }

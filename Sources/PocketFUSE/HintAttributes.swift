@@ -32,14 +32,12 @@ public enum HintAttributes {
         case peakThroughput: return hints.peakThroughput.map { Units.formatRate($0) }
         case capacity: return hints.capacity.map { Units.formatSize($0) }
         case allocation:
-            let allocation = job.allocation
-            return "tier=\(allocation.tier) throughput=\(Units.formatRate(allocation.throughput)) "
-                + "capacity=\(Units.formatSize(allocation.capacity))"
+            return job.allocation.summary
         case weightMap:
             return job.weightMap.entries.map { entry in
-                let address = servers.first { $0.id == entry.server }?.address ?? "?"
+                let server = servers.first { $0.id == entry.server }
                 let weight = (entry.weight * 1000).rounded() / 1000
-                return "\(entry.server)@\(address)=\(weight)"
+                return "\(entry.server)@\(server?.address ?? "?")/\(server.map { "\($0.tier)" } ?? "?")=\(weight)"
             }.joined(separator: " ")
         default: return nil
         }

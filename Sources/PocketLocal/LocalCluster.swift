@@ -19,6 +19,12 @@ public final class LocalCluster: Sendable {
         public var blockSize: UInt32?
         public var inlineLimit: UInt32?
         public var logLevel = "info"
+        /// Tiers the controller may start more storage servers of, with each new server's capacity;
+        /// empty: the controller starts none.
+        public var provision: [Tier: UInt64] = [:]
+        public var maxStorageServers = 16
+        /// A rightsizing policy file for the controller.
+        public var policyFile: String?
         /// Extra environment for every process (say, POCKET_HOME for a test's own token store).
         public var environment: [String: String] = [:]
 
@@ -48,6 +54,16 @@ public final class LocalCluster: Sendable {
         var arguments = ["controller", "--listen", options.controller.description, "--log-level", options.logLevel]
         if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
         if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
+        if let policyFile = options.policyFile { arguments += ["--policy", policyFile] }
+        for (tier, capacity) in options.provision.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--provision", "\(tier):\(capacity)"]
+        }
+        if !options.provision.isEmpty {
+            arguments += [
+                "--max-storage-servers", "\(options.maxStorageServers)", "--data-dir",
+                options.workDirectory.appendingPathComponent("provisioned").path,
+            ]
+        }
         let controller = try await LocalProcess.launch(
             executable: options.executable, role: "controller", arguments: arguments,
             workDirectory: options.workDirectory, environment: options.environment)

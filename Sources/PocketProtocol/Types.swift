@@ -10,7 +10,7 @@ public enum ServerKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { self == .metadata ? "metadata" : "storage" }
 }
 
-/// A storage tier, cheapest last.
+/// A storage tier, fastest first.
 public enum Tier: UInt8, Sendable, CaseIterable, Comparable, CustomStringConvertible {
     case dram = 1
     case ssd = 2
@@ -30,6 +30,10 @@ public enum Tier: UInt8, Sendable, CaseIterable, Comparable, CustomStringConvert
     }
 
     public static func < (lhs: Tier, rhs: Tier) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// Bytes per second a storage server of this tier declares unless told: 8 Gb/s (a node's
+    /// network, the Pocket paper's figure), or 1.6 Gb/s for HDD (what its disk streams).
+    public var defaultServerThroughput: UInt64 { self == .hdd ? 200_000_000 : 1_000_000_000 }
 }
 
 public enum ServerState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -197,6 +201,10 @@ public struct ServerInfo: Hashable, Sendable, WireMessage {
     /// Declared throughput, bytes per second.
     public var throughput: UInt64
     public var stats: ServerStats
+    /// What jobs' allocations reserve on this server (storage servers): bytes per second and bytes.
+    /// Above the declared throughput or capacity only when the cluster is over-committed.
+    public var allocatedThroughput: UInt64 = 0
+    public var allocatedCapacity: UInt64 = 0
 
     public init(
         id: ServerID, kind: ServerKind, tier: Tier, address: String, state: ServerState, throughput: UInt64,
@@ -219,6 +227,8 @@ public struct ServerInfo: Hashable, Sendable, WireMessage {
         state = try buffer.readWireEnum(ServerState.self)
         throughput = try buffer.readWire()
         stats = try ServerStats(from: &buffer)
+        allocatedThroughput = try buffer.readWire()
+        allocatedCapacity = try buffer.readWire()
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -229,32 +239,65 @@ public struct ServerInfo: Hashable, Sendable, WireMessage {
         writer.buffer.writeInteger(state.rawValue)
         writer.buffer.writeInteger(throughput)
         stats.encode(into: &writer)
+        writer.buffer.writeInteger(allocatedThroughput)
+        writer.buffer.writeInteger(allocatedCapacity)
     }
 }
 
-/// The resources a job is given.
+/// The resources a job is given: throughput and capacity on a tier, what they cost, and how many of
+/// the tier's nodes they amount to.
 public struct Allocation: Hashable, Sendable, WireMessage {
     public var tier: Tier
     /// Bytes per second.
     public var throughput: UInt64
     public var capacity: UInt64
+    /// Node-equivalents of the tier's node shape (the larger of the throughput and capacity shares).
+    public var nodes: Double
+    /// US dollars per hour at the tiers' prices.
+    public var costPerHour: Double
+    /// The cluster could not give the whole allocation (no provisioner, or it reached its limit):
+    /// the job shares servers beyond their declared throughput or capacity.
+    public var overcommitted: Bool
 
-    public init(tier: Tier, throughput: UInt64, capacity: UInt64) {
+    public init(
+        tier: Tier, throughput: UInt64, capacity: UInt64, nodes: Double = 0, costPerHour: Double = 0,
+        overcommitted: Bool = false
+    ) {
         self.tier = tier
         self.throughput = throughput
         self.capacity = capacity
+        self.nodes = nodes
+        self.costPerHour = costPerHour
+        self.overcommitted = overcommitted
+    }
+
+    /// Whole nodes of the tier the allocation would take on its own.
+    public var nodeCount: Int { Int((nodes - 1e-9).rounded(.up)) }
+
+    /// `tier=ssd throughput=100 MiB/s capacity=1 GiB nodes=0.1 cost=$0.004700/h`, the form the
+    /// CLI, the logs and the FUSE `user.pocket.allocation` attribute share.
+    public var summary: String {
+        "tier=\(tier) throughput=\(Units.formatRate(throughput)) capacity=\(Units.formatSize(capacity)) "
+            + "nodes=\(Units.trimmed(nodes)) cost=\(Units.formatDollars(costPerHour))/h"
+            + (overcommitted ? " overcommitted" : "")
     }
 
     public init(from buffer: inout ByteBuffer) throws {
         tier = try buffer.readWireEnum(Tier.self)
         throughput = try buffer.readWire()
         capacity = try buffer.readWire()
+        nodes = try buffer.readWireDouble()
+        costPerHour = try buffer.readWireDouble()
+        overcommitted = try buffer.readWireBool()
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(tier.rawValue)
         writer.buffer.writeInteger(throughput)
         writer.buffer.writeInteger(capacity)
+        writer.buffer.writeWireDouble(nodes)
+        writer.buffer.writeWireDouble(costPerHour)
+        writer.buffer.writeWireBool(overcommitted)
     }
 }
 

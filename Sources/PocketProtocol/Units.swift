@@ -44,8 +44,25 @@ public enum Units {
         formatSize(bytesPerSecond) + "/s"
     }
 
+    /// US dollars with four significant digits below $1 ("$0.04267"), cents above ("$3.78").
+    public static func formatDollars(_ dollars: Double) -> String {
+        guard dollars.isFinite, dollars > 0 else { return "$0" }
+        var decimals = 2
+        var scaled = dollars * 100
+        while dollars < 1, scaled < 1000, decimals < 9 {
+            decimals += 1
+            scaled *= 10
+        }
+        let units = (dollars * pow10(decimals)).rounded()
+        let whole = Int(units / pow10(decimals))
+        let fraction = String(Int(units - Double(whole) * pow10(decimals)))
+        return "$\(whole)." + String(repeating: "0", count: decimals - fraction.count) + fraction
+    }
+
+    private static func pow10(_ power: Int) -> Double { (0..<power).reduce(1) { acc, _ in acc * 10 } }
+
     /// Two significant decimals at most, without trailing zeros.
-    static func trimmed(_ value: Double) -> String {
+    public static func trimmed(_ value: Double) -> String {
         let hundredths = (value * 100).rounded()
         let whole = Int(hundredths) / 100
         let fraction = Int(hundredths) % 100

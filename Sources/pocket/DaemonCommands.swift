@@ -8,6 +8,7 @@ import PocketProtocol
 import PocketRPC
 import PocketStorage
 import ServiceLifecycle
+import Synchronization
 
 struct DaemonOptions: ParsableArguments {
     @Option(help: "Write the bound address to this file once listening (for supervisors).")
@@ -64,6 +65,18 @@ extension Pocket {
         @Option(help: "Block size for the cluster.") var blockSize = ByteSize(bytes: 64 << 10)
         @Option(help: "Objects up to this size are kept inline by metadata servers (one round trip).")
         var inlineLimit = ByteSize(bytes: 8 << 10)
+        @Option(help: "Rightsizing policy JSON: per-lambda throughput, default nodes, node shapes and prices per tier.")
+        var policy: String?
+        @Flag(help: "Print the rightsizing policy in effect (defaults, or --policy) as JSON and exit.")
+        var showPolicy = false
+        @Option(
+            help: ArgumentHelp(
+                "Let the controller start storage servers of TIER with CAPACITY each when jobs need them.",
+                valueName: "tier:capacity"))
+        var provision: [ProvisionSpec] = []
+        @Option(help: "The most storage servers the provisioner lets the cluster have.") var maxStorageServers = 16
+        @Option(help: "Directory for started servers' logs and block files (default: a new temporary directory).")
+        var dataDir: String?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
 
@@ -74,15 +87,46 @@ extension Pocket {
             guard inlineLimit.bytes <= blockSize.bytes else {
                 throw ValidationError("--inline-limit must not exceed the block size")
             }
+            guard maxStorageServers >= 1 else { throw ValidationError("--max-storage-servers must be positive") }
         }
 
         func run() async throws {
-            let logger = log.bootstrap(label: "pocket.controller")
             var settings = ControllerState.Settings()
             settings.blockSize = UInt32(blockSize.bytes)
             settings.inlineLimit = UInt32(inlineLimit.bytes)
-            let service = ControllerService(settings: settings, logger: logger)
+            if let policy {
+                let data: Data
+                do { data = try Data(contentsOf: URL(fileURLWithPath: policy)) } catch {
+                    throw ValidationError("cannot read --policy \(policy): \(error.localizedDescription)")
+                }
+                do { settings.policy = try RightsizingPolicy(json: data) } catch {
+                    throw ValidationError("--policy \(policy): \(error.message)")
+                }
+            }
+            if showPolicy {
+                say(settings.policy.json)
+                return
+            }
+            let logger = log.bootstrap(label: "pocket.controller")
+            // The provisioner needs the controller's address, known once bound; requests that
+            // could use it only come after registration, which needs that address too.
+            let provisioning = DeferredProvisioner()
+            let service = ControllerService(
+                settings: settings, provisioner: provision.isEmpty ? nil : provisioning, logger: logger)
             let server = try await RPCServer.bind(listen, handler: service, logger: logger)
+            if !provision.isEmpty {
+                var options = LocalProvisioner.Options(
+                    executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
+                    workDirectory: URL(
+                        fileURLWithPath: dataDir ?? NSTemporaryDirectory() + "pocket-controller-\(getpid())",
+                        isDirectory: true),
+                    controller: server.localAddress,
+                    capacities: Dictionary(provision.map { ($0.tier, $0.capacity) }) { $1 },
+                    maxServers: maxStorageServers)
+                options.blockSize = settings.blockSize
+                options.logLevel = log.logLevel.rawValue
+                provisioning.target.withLock { $0 = LocalProvisioner(options) }
+            }
             logger.info("controller listening on \(server.localAddress)")
             try await daemon.run([server, service], address: server.localAddress, logger: logger)
         }
@@ -132,7 +176,7 @@ extension Pocket {
             let logger = log.bootstrap(label: "pocket.storage")
             var configuration = StorageServer.Configuration(
                 listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
-            configuration.throughput = throughput?.bytesPerSecond ?? (tier == .hdd ? 200_000_000 : 1_000_000_000)
+            configuration.throughput = throughput?.bytesPerSecond ?? tier.defaultServerThroughput
             let store: any BlockStore =
                 tier == .dram
                 ? DRAMBlockStore(capacityBytes: capacity.bytes)
@@ -157,10 +201,18 @@ extension Pocket {
         var dataDir: String?
         @Option(help: "Where to mount Pocket.") var mount = "/pocket"
         @Flag(help: "Do not mount.") var noMount = false
+        @Option(
+            help: "Let the controller start more storage servers of --tier, up to this many in all, when jobs need them.")
+        var maxStorageServers: Int?
+        @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
+        var policy: String?
         @OptionGroup var log: LogOptions
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
+            if let maxStorageServers, !(storageServers...256).contains(maxStorageServers) {
+                throw ValidationError("--max-storage-servers must be between --storage-servers and 256")
+            }
         }
 
         func run() async throws {
@@ -174,6 +226,11 @@ extension Pocket {
             options.storageCapacity = capacity.bytes
             options.tier = tier
             options.logLevel = log.logLevel.rawValue
+            options.policyFile = policy.map { URL(fileURLWithPath: $0).path }
+            if let maxStorageServers, maxStorageServers > storageServers {
+                options.provision = [tier: capacity.bytes]
+                options.maxStorageServers = maxStorageServers
+            }
             let cluster = try await LocalCluster.start(options)
             if !noMount {
                 do {
@@ -215,6 +272,38 @@ struct ClusterSupervisor: Service {
         await cluster.stop()
         say("Pocket stopped.")
     }
+}
+
+/// `--provision TIER:CAPACITY`.
+struct ProvisionSpec: ExpressibleByArgument {
+    var tier: Tier
+    var capacity: UInt64
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let tier = Tier(name: parts[0]), let capacity = try? Units.parseSize(parts[1]),
+            capacity > 0
+        else { return nil }
+        self.tier = tier
+        self.capacity = capacity
+    }
+}
+
+/// A provisioner whose real one is set once the controller knows its own address.
+final class DeferredProvisioner: StorageProvisioner {
+    let target = Mutex<LocalProvisioner?>(nil)
+
+    var shapes: [Tier: (throughput: UInt64, capacity: UInt64)] { target.withLock { $0?.shapes ?? [:] } }
+    var maxServers: Int { target.withLock { $0?.maxServers ?? 0 } }
+
+    func launch(tier: Tier, count: Int) async throws {
+        guard let provisioner = target.withLock({ $0 }) else {
+            throw PocketError(.unavailable, "the provisioner is not ready")
+        }
+        try await provisioner.launch(tier: tier, count: count)
+    }
+
+    func shutdown() async { await target.withLock { $0 }?.shutdown() }
 }
 
 /// Prints a line at once, even when standard output is a file or pipe.

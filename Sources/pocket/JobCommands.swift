@@ -82,11 +82,12 @@ struct JobCommand: AsyncParsableCommand {
             let result = await capture { try await client.listJobs() }
             await client.close()
             let jobs = try result.get()
-            var table = TextTable(["NAME", "TIER", "THROUGHPUT", "CAPACITY", "SERVERS", "METADATA"])
+            var table = TextTable(["NAME", "TIER", "THROUGHPUT", "CAPACITY", "COST/H", "SERVERS", "METADATA"])
             for job in jobs {
                 table.add([
                     job.name, "\(job.allocation.tier)", Units.formatRate(job.allocation.throughput),
-                    Units.formatSize(job.allocation.capacity), "\(job.weightMap.entries.count)", job.metadataAddress,
+                    Units.formatSize(job.allocation.capacity), Units.formatDollars(job.allocation.costPerHour),
+                    "\(job.weightMap.entries.count)", job.metadataAddress,
                 ])
             }
             print(table.render(), terminator: "")
@@ -138,13 +139,18 @@ enum JobFormat {
                 + "max_lambdas=\(hints.maxLambdas.map(String.init) ?? "-") "
                 + "peak_throughput=\(hints.peakThroughput.map(Units.formatRate) ?? "-") "
                 + "capacity=\(hints.capacity.map(Units.formatSize) ?? "-")")
+        let allocation = job.allocation
         lines.append(
-            "  allocation: \(job.allocation.tier), \(Units.formatRate(job.allocation.throughput)), "
-                + Units.formatSize(job.allocation.capacity))
+            "  allocation: \(allocation.tier), \(Units.formatRate(allocation.throughput)), "
+                + "\(Units.formatSize(allocation.capacity)) (\(Units.trimmed(allocation.nodes)) nodes' worth)"
+                + (allocation.overcommitted ? ", over-committed: the cluster could not give it all" : ""))
+        lines.append("  cost: \(Units.formatDollars(allocation.costPerHour)) per hour")
         lines.append("  weight map:")
         for entry in job.weightMap.entries {
-            let address = servers.first { $0.id == entry.server }?.address ?? "?"
-            lines.append("    server \(entry.server) (\(address)): \(formatWeight(entry.weight))")
+            let server = servers.first { $0.id == entry.server }
+            lines.append(
+                "    server \(entry.server) (\(server.map { "\($0.tier) \($0.address)" } ?? "gone")): "
+                    + formatWeight(entry.weight))
         }
         return lines.joined(separator: "\n")
     }

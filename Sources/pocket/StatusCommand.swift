@@ -20,26 +20,37 @@ extension Pocket {
                 print(String(decoding: try encoder.encode(StatusJSON(status)), as: UTF8.self))
                 return
             }
-            var servers = TextTable(["ID", "KIND", "TIER", "ADDRESS", "STATE", "USED", "CAPACITY", "CPU", "IN/S", "OUT/S"])
+            var servers = TextTable([
+                "ID", "KIND", "TIER", "ADDRESS", "STATE", "USED", "ALLOCATED", "CAPACITY", "THROUGHPUT ALLOC/DECL",
+                "CPU", "IN/S", "OUT/S",
+            ])
             for server in status.servers {
                 let stats = server.stats
+                let storage = server.kind == .storage
                 servers.add([
-                    "\(server.id)", "\(server.kind)", server.kind == .storage ? "\(server.tier)" : "-", server.address,
-                    "\(server.state)", Units.formatSize(stats.usedBytes), Units.formatSize(stats.capacityBytes),
+                    "\(server.id)", "\(server.kind)", storage ? "\(server.tier)" : "-", server.address,
+                    "\(server.state)", Units.formatSize(stats.usedBytes),
+                    storage ? Units.formatSize(server.allocatedCapacity) : "-", Units.formatSize(stats.capacityBytes),
+                    storage
+                        ? "\(Units.formatRate(server.allocatedThroughput)) / \(Units.formatRate(server.throughput))" : "-",
                     "\(Int((stats.cpu * 100).rounded()))%", Units.formatSize(stats.bytesInPerSecond),
                     Units.formatSize(stats.bytesOutPerSecond),
                 ])
             }
             print(servers.render())
-            var jobs = TextTable(["JOB", "TIER", "THROUGHPUT", "CAPACITY", "WEIGHT MAP"])
+            var jobs = TextTable(["JOB", "TIER", "THROUGHPUT", "CAPACITY", "COST/H", "WEIGHT MAP"])
             for job in status.jobs {
                 let map = job.weightMap.entries.map { "\($0.server):\(formatWeight($0.weight))" }.joined(separator: " ")
                 jobs.add([
-                    job.name, "\(job.allocation.tier)", Units.formatRate(job.allocation.throughput),
-                    Units.formatSize(job.allocation.capacity), map,
+                    job.name, "\(job.allocation.tier)" + (job.allocation.overcommitted ? "*" : ""),
+                    Units.formatRate(job.allocation.throughput), Units.formatSize(job.allocation.capacity),
+                    Units.formatDollars(job.allocation.costPerHour), map,
                 ])
             }
             print(status.jobs.isEmpty ? "no jobs" : jobs.render(), terminator: status.jobs.isEmpty ? "\n" : "")
+            if status.jobs.contains(where: \.allocation.overcommitted) {
+                print("* over-committed: the cluster could not give the whole allocation")
+            }
         }
     }
 }
@@ -54,6 +65,9 @@ struct StatusJSON: Encodable {
         var state: String
         var used_bytes: UInt64
         var capacity_bytes: UInt64
+        var throughput_bytes_per_s: UInt64
+        var allocated_bytes: UInt64
+        var allocated_bytes_per_s: UInt64
         var block_count: UInt64
         var cpu: Double
         var bytes_in_per_s: UInt64
@@ -67,6 +81,9 @@ struct StatusJSON: Encodable {
         var tier: String
         var throughput_bytes_per_s: UInt64
         var capacity_bytes: UInt64
+        var nodes: Double
+        var cost_per_hour: Double
+        var overcommitted: Bool
         /// Server id (as a string) → fraction of the job's data.
         var weightmap: [String: Double]
         var metadata: String
@@ -81,7 +98,9 @@ struct StatusJSON: Encodable {
         servers = status.servers.map {
             Server(
                 id: $0.id, kind: "\($0.kind)", tier: "\($0.tier)", address: $0.address, state: "\($0.state)",
-                used_bytes: $0.stats.usedBytes, capacity_bytes: $0.stats.capacityBytes, block_count: $0.stats.blockCount,
+                used_bytes: $0.stats.usedBytes, capacity_bytes: $0.stats.capacityBytes,
+                throughput_bytes_per_s: $0.throughput, allocated_bytes: $0.allocatedCapacity,
+                allocated_bytes_per_s: $0.allocatedThroughput, block_count: $0.stats.blockCount,
                 cpu: $0.stats.cpu, bytes_in_per_s: $0.stats.bytesInPerSecond,
                 bytes_out_per_s: $0.stats.bytesOutPerSecond, requests_per_s: $0.stats.requestsPerSecond)
         }
@@ -89,6 +108,8 @@ struct StatusJSON: Encodable {
             Job(
                 name: job.name, id: job.id, tier: "\(job.allocation.tier)",
                 throughput_bytes_per_s: job.allocation.throughput, capacity_bytes: job.allocation.capacity,
+                nodes: job.allocation.nodes, cost_per_hour: job.allocation.costPerHour,
+                overcommitted: job.allocation.overcommitted,
                 weightmap: Dictionary(uniqueKeysWithValues: job.weightMap.entries.map { ("\($0.server)", $0.weight) }),
                 metadata: job.metadataAddress)
         }
