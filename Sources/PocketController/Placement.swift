@@ -43,8 +43,8 @@ public struct ProvisioningRoom: Sendable {
 
 /// Packs one job's allocation onto storage servers: the cheapest tier that can hold it whole, its
 /// fullest servers first (so lightly used ones stay free to drain); more servers from the
-/// provisioner when that tier has too little room; failing both, a mix of tiers, cheapest first;
-/// failing that, the cheapest tier over-committed.
+/// provisioner when that tier has too little room (up to its limit); failing both, a mix of tiers,
+/// cheapest first; failing that, the cheapest tier over-committed.
 public enum Placement {
     public enum Decision: Equatable, Sendable {
         /// Fractions of the job per server, summing to 1, with the allocation they give.
@@ -54,6 +54,9 @@ public enum Placement {
     }
 
     static let epsilon = 1e-9
+    /// When mixing tiers, servers that could give less than this fraction of the job are left out:
+    /// a sliver of a job on a server is clutter in its weight map, not capacity.
+    static let smallestMixedShare = 0.01
 
     /// `candidates` are the job's allocations per tier, cheapest first; `servers` are the active
     /// storage servers; `room` is what a provisioner could add (nil: none, or none left to try).
@@ -80,8 +83,9 @@ public enum Placement {
                 let needed = max(
                     missing * Double(candidate.throughput) / Double(max(shape.throughput, 1)),
                     missing * Double(candidate.capacity) / Double(max(shape.capacity, 1)))
-                let count = Int((needed - epsilon).rounded(.up))
-                if count <= room.servers { return .launch(candidate.tier, count: max(count, 1)) }
+                // As many as the limit allows; whatever still does not fit is over-committed.
+                let count = min(Int((needed - epsilon).rounded(.up)), room.servers)
+                return .launch(candidate.tier, count: max(count, 1))
             }
         }
         // No tier holds it alone: take what is free on each tier, cheapest first, all with the
@@ -96,7 +100,8 @@ public enum Placement {
         for candidate in available where remaining > epsilon {
             var sized = primary
             sized.tier = candidate.tier
-            let (taken, total) = fill(sized, onto: servers.filter { $0.tier == candidate.tier }, upTo: remaining)
+            let (taken, total) = fill(
+                sized, onto: servers.filter { $0.tier == candidate.tier }, upTo: remaining, smallest: smallestMixedShare)
             shares.merge(taken) { $0 + $1 }
             perTier[candidate.tier, default: 0] += total
             remaining -= total
@@ -125,14 +130,14 @@ public enum Placement {
 
     /// Gives servers their free fraction of `allocation`, fullest first, until `limit` is reached.
     static func fill(
-        _ allocation: Allocation, onto servers: [PlacementServer], upTo limit: Double
+        _ allocation: Allocation, onto servers: [PlacementServer], upTo limit: Double, smallest: Double = epsilon
     ) -> (shares: [ServerID: Double], total: Double) {
         let ordered = servers.sorted { ($1.utilisation, $0.id) < ($0.utilisation, $1.id) }
         var shares: [ServerID: Double] = [:]
         var total = 0.0
         for server in ordered where total < limit - epsilon {
             let share = min(server.freeFraction(of: allocation), limit - total)
-            if share > epsilon {
+            if share >= smallest || (share > epsilon && share >= limit - total - epsilon) {
                 shares[server.id] = share
                 total += share
             }

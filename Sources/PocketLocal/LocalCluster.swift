@@ -13,9 +13,10 @@ public final class LocalCluster: Sendable {
         public var workDirectory: URL
         /// The controller's address; port 0 lets the kernel choose.
         public var controller = Endpoint(host: "127.0.0.1", port: 0)
+        /// Storage servers of each tier in `tiers`.
         public var storageServers = 2
         public var storageCapacity: UInt64 = 1 << 30
-        public var tier: Tier = .dram
+        public var tiers: [Tier] = [.dram]
         public var blockSize: UInt32?
         public var inlineLimit: UInt32?
         public var logLevel = "info"
@@ -70,7 +71,9 @@ public final class LocalCluster: Sendable {
         let cluster = LocalCluster(options: options, controller: controller)
         do {
             try await cluster.addMetadataServer()
-            for _ in 0..<options.storageServers { try await cluster.addStorageServer() }
+            for tier in options.tiers {
+                for _ in 0..<options.storageServers { try await cluster.addStorageServer(tier: tier) }
+            }
             try await cluster.waitUntilRegistered()
         } catch {
             await cluster.stop()
@@ -94,9 +97,8 @@ public final class LocalCluster: Sendable {
     }
 
     @discardableResult
-    public func addStorageServer(capacity: UInt64? = nil, tier: Tier? = nil) async throws -> LocalProcess {
+    public func addStorageServer(capacity: UInt64? = nil, tier: Tier = .dram) async throws -> LocalProcess {
         let index = counter.add(1, ordering: .relaxed).newValue
-        let tier = tier ?? options.tier
         var arguments = [
             "storage", "--listen", "\(options.controller.host):0", "--controller",
             controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",

@@ -274,11 +274,14 @@ public struct Allocation: Hashable, Sendable, WireMessage {
     /// Whole nodes of the tier the allocation would take on its own.
     public var nodeCount: Int { Int((nodes - 1e-9).rounded(.up)) }
 
+    /// Node-equivalents with two decimals ("<0.01" for a sliver of a node).
+    public var nodesDescription: String { nodes < 0.005 ? "<0.01" : Units.trimmed(nodes) }
+
     /// `tier=ssd throughput=100 MiB/s capacity=1 GiB nodes=0.1 cost=$0.004700/h`, the form the
     /// CLI, the logs and the FUSE `user.pocket.allocation` attribute share.
     public var summary: String {
         "tier=\(tier) throughput=\(Units.formatRate(throughput)) capacity=\(Units.formatSize(capacity)) "
-            + "nodes=\(Units.trimmed(nodes)) cost=\(Units.formatDollars(costPerHour))/h"
+            + "nodes=\(nodesDescription) cost=\(Units.formatDollars(costPerHour))/h"
             + (overcommitted ? " overcommitted" : "")
     }
 

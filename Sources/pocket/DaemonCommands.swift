@@ -194,15 +194,15 @@ extension Pocket {
             abstract: "Start a controller, a metadata server and storage servers on this machine.")
 
         @Option(help: "Controller address.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
-        @Option(help: "Number of storage servers.") var storageServers = 2
+        @Option(help: "Number of storage servers of each tier.") var storageServers = 2
         @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
-        @Option(help: "Storage tier.") var tier = Tier.dram
+        @Option(help: "Storage tier; repeat for several (--tier dram --tier ssd --tier hdd).") var tier: [Tier] = [.dram]
         @Option(help: "Directory for logs and the ssd/hdd tiers' block files (default: a new temporary directory).")
         var dataDir: String?
         @Option(help: "Where to mount Pocket.") var mount = "/pocket"
         @Flag(help: "Do not mount.") var noMount = false
         @Option(
-            help: "Let the controller start more storage servers of --tier, up to this many in all, when jobs need them.")
+            help: "Let the controller start more storage servers of the --tier tiers, up to this many in all, when jobs need them.")
         var maxStorageServers: Int?
         @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
         var policy: String?
@@ -210,7 +210,7 @@ extension Pocket {
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
-            if let maxStorageServers, !(storageServers...256).contains(maxStorageServers) {
+            if let maxStorageServers, !(storageServers * Set(tier).count...256).contains(maxStorageServers) {
                 throw ValidationError("--max-storage-servers must be between --storage-servers and 256")
             }
         }
@@ -224,11 +224,12 @@ extension Pocket {
             options.controller = listen
             options.storageServers = storageServers
             options.storageCapacity = capacity.bytes
-            options.tier = tier
+            let tiers = Tier.allCases.filter(tier.contains)
+            options.tiers = tiers
             options.logLevel = log.logLevel.rawValue
             options.policyFile = policy.map { URL(fileURLWithPath: $0).path }
-            if let maxStorageServers, maxStorageServers > storageServers {
-                options.provision = [tier: capacity.bytes]
+            if let maxStorageServers, maxStorageServers > storageServers * tiers.count {
+                options.provision = Dictionary(uniqueKeysWithValues: tiers.map { ($0, capacity.bytes) })
                 options.maxStorageServers = maxStorageServers
             }
             let cluster = try await LocalCluster.start(options)
@@ -242,7 +243,8 @@ extension Pocket {
             }
             say(
                 "Pocket is up: controller \(cluster.controller.endpoint), 1 metadata server, "
-                    + "\(storageServers) \(tier) storage servers of \(Units.formatSize(capacity.bytes)) each"
+                    + tiers.map { "\(storageServers) \($0)" }.joined(separator: ", ")
+                    + " storage server\(storageServers * tiers.count == 1 ? "" : "s") of \(Units.formatSize(capacity.bytes)) each"
                     + (noMount ? "" : ", mounted at \(mount)") + ".\n"
                     + "Logs in \(work.path). Ctrl-C stops everything.")
             let group = ServiceGroup(

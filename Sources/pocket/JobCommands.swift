@@ -142,7 +142,7 @@ enum JobFormat {
         let allocation = job.allocation
         lines.append(
             "  allocation: \(allocation.tier), \(Units.formatRate(allocation.throughput)), "
-                + "\(Units.formatSize(allocation.capacity)) (\(Units.trimmed(allocation.nodes)) nodes' worth)"
+                + "\(Units.formatSize(allocation.capacity)) (\(allocation.nodesDescription) nodes' worth)"
                 + (allocation.overcommitted ? ", over-committed: the cluster could not give it all" : ""))
         lines.append("  cost: \(Units.formatDollars(allocation.costPerHour)) per hour")
         lines.append("  weight map:")

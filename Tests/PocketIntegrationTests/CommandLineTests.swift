@@ -75,13 +75,21 @@ import Testing
             #expect(result.output.contains("max_lambdas=10"))
             #expect(result.output.contains("capacity=2 GiB"))
             #expect(result.output.contains("weight map"))
+            // Ten lambdas and 2 GiB would be cheapest on SSD; this cluster has DRAM only, and
+            // exactly 2 GiB of it.
+            #expect(result.output.contains("allocation: dram, 715.26 MiB/s, 2 GiB"), "\(result.output)")
+            #expect(result.output.contains("cost: $"))
+            #expect(result.output.contains("(dram 127.0.0.1:"))
 
             result = try run("status", "--json")
             let status = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
             let servers = try #require(status?["servers"] as? [[String: Any]])
             #expect(servers.count == 3)
             for server in servers {
-                for key in ["kind", "tier", "address", "state", "used_bytes", "capacity_bytes"] {
+                for key in [
+                    "kind", "tier", "address", "state", "used_bytes", "capacity_bytes", "allocated_bytes",
+                    "allocated_bytes_per_s", "throughput_bytes_per_s",
+                ] {
                     #expect(server[key] != nil, "server field \(key)")
                 }
             }
@@ -89,6 +97,10 @@ import Testing
             #expect(jobs.first?["name"] as? String == "cli")
             #expect((jobs.first?["weightmap"] as? [String: Double])?.values.reduce(0, +) ?? 0 > 0.999)
             #expect(jobs.first?["tier"] as? String == "dram")
+            #expect((jobs.first?["cost_per_hour"] as? Double ?? 0) > 0)
+            #expect(jobs.first?["overcommitted"] as? Bool == false)
+            let allocated = servers.compactMap { $0["allocated_bytes"] as? Int }.reduce(0, +)
+            #expect(allocated == 2 << 30)
 
             result = try run("status")
             #expect(result.output.contains("storage"))
@@ -99,6 +111,24 @@ import Testing
             result = try run("job", "deregister", "cli")
             #expect(result.status != 0)
         }
+    }
+
+    @Test func thePolicyIsShownAndBadPolicyFilesAreRefused() throws {
+        let home = try temporaryDirectory("policy")
+        defer { try? FileManager.default.removeItem(at: home) }
+        var result = try pocket(["controller", "--show-policy"], controller: "127.0.0.1:1", home: home)
+        #expect(result.status == 0, "\(result.errors)")
+        let policy = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        #expect(policy?["per_lambda_throughput"] as? String == "600Mb/s")
+        #expect((policy?["tiers"] as? [String: Any])?.keys.sorted() == ["dram", "hdd", "ssd"])
+        let file = home.appendingPathComponent("policy.json")
+        try Data(#"{"tiers": {"ssd": {"node_capacity": "4TB"}}}"#.utf8).write(to: file)
+        result = try pocket(["controller", "--show-policy", "--policy", file.path], controller: "127.0.0.1:1", home: home)
+        #expect(result.output.contains(#""node_capacity": "4TB""#))
+        try Data(#"{"tiers": {"ssd": {"node_capacity": "lots"}}}"#.utf8).write(to: file)
+        result = try pocket(["controller", "--policy", file.path], controller: "127.0.0.1:1", home: home)
+        #expect(result.status != 0)
+        #expect(result.errors.contains("ssd.node_capacity"))
     }
 
     @Test func benchReportsJSONAndCleansUp() async throws {

@@ -193,7 +193,9 @@ import Testing
             #expect(result.status == 0, "\(result.errors)")
             let lines = result.output.split(separator: "\n").map(String.init)
             #expect(lines.first == "10 GiB")
-            #expect(lines.dropFirst().first == "tier=dram throughput=1.86 GiB/s capacity=10 GiB")
+            #expect(
+                lines.dropFirst().first
+                    == "tier=dram throughput=1.86 GiB/s capacity=10 GiB nodes=2 cost=$0.7056/h overcommitted")
             #expect(lines.dropFirst(2).first == "6")
             #expect(Array(lines.dropFirst(3).prefix(4)) == ["refused", "refused", "refused", "10 GiB"])
             #expect(Array(lines.dropFirst(7)) == [

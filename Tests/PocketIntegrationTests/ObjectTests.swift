@@ -172,29 +172,6 @@ import Testing
         }
     }
 
-    @Test func everyTierStoresAndFreesBlocks() async throws {
-        try await withCluster(storageServers: 0) { cluster, client in
-            try await cluster.addStorageServer(tier: .dram)
-            try await cluster.addStorageServer(tier: .ssd)
-            try await cluster.addStorageServer(tier: .hdd)
-            try await cluster.waitUntilRegistered()
-            let job = try await client.registerJob("tiers")
-            for index in 0..<3 { try await job.put("o\(index)", pattern(5 << 20 + index, seed: UInt64(index))) }
-            for index in 0..<3 {
-                #expect(try await job.get("o\(index)") == pattern(5 << 20 + index, seed: UInt64(index)))
-            }
-            let tiers = try await client.status().servers.filter { $0.kind == .storage }.map(\.tier)
-            #expect(Set(tiers) == [.dram, .ssd, .hdd])
-            for server in cluster.storageServers {
-                #expect(try await ask(server.endpoint, StorageStats()).blockCount > 0, "\(server.role)")
-            }
-            try await client.deregisterJob(job)
-            for server in cluster.storageServers {
-                #expect(try await ask(server.endpoint, StorageStats()).usedBytes == 0, "\(server.role)")
-            }
-        }
-    }
-
     @Test func namespaceOperationsWork() async throws {
         try await withCluster { _, client in
             let job = try await client.registerJob("names")

@@ -30,6 +30,7 @@ func temporaryDirectory(_ label: String) throws -> URL {
 func withCluster<T>(
     storageServers: Int = 2, capacity: UInt64 = 1 << 30, inlineLimit: UInt32? = nil,
     clientConfiguration: PocketClient.Configuration = .init(),
+    configure: (inout LocalCluster.Options) -> Void = { _ in },
     _ body: (LocalCluster, PocketClient) async throws -> T
 ) async throws -> T {
     let directory = try temporaryDirectory("cluster")
@@ -37,6 +38,7 @@ func withCluster<T>(
     options.storageServers = storageServers
     options.storageCapacity = capacity
     options.inlineLimit = inlineLimit
+    configure(&options)
     let cluster = try await LocalCluster.start(options)
     let client = PocketClient(controller: cluster.controller.endpoint, configuration: clientConfiguration)
     let result = await capture { try await body(cluster, client) }

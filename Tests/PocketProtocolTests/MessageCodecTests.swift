@@ -19,11 +19,14 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
     stats.bytesOutPerSecond = 20
     stats.requestsPerSecond = 30
     stats.jobCount = 4
-    let server = ServerInfo(
+    var server = ServerInfo(
         id: 3, kind: .storage, tier: .ssd, address: "127.0.0.1:9000", state: .draining, throughput: 1_000_000_000,
         stats: stats)
+    server.allocatedThroughput = 7
+    server.allocatedCapacity = 8
+    let allocation = Allocation(tier: .dram, throughput: 5, capacity: 6, nodes: 0.25, costPerHour: 0.126, overcommitted: true)
     let job = JobInfo(
-        name: "sort", id: 42, hints: hints, allocation: Allocation(tier: .dram, throughput: 5, capacity: 6),
+        name: "sort", id: 42, hints: hints, allocation: allocation,
         weightMap: map, metadataAddress: "127.0.0.1:7071")
     let entry = EntryInfo(
         node: 9, name: "part-0", kind: .symlink, size: 3, mode: 0o644, modified: 1, changed: 2, persist: true,
