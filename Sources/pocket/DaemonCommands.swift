@@ -138,6 +138,8 @@ extension Pocket {
         @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
         @OptionGroup var controller: ControllerOption
         @Option(help: "Memory for small objects kept inline.") var inlineCapacity = ByteSize(bytes: 1 << 30)
+        @Option(help: "Address to give the controller and clients (default: the bound --listen address).")
+        var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
 
@@ -145,6 +147,7 @@ extension Pocket {
             let logger = log.bootstrap(label: "pocket.metadata")
             var configuration = MetadataServer.Configuration(listen: listen, controller: try controller.endpoint)
             configuration.inlineCapacity = inlineCapacity.bytes
+            configuration.advertise = advertise?.description
             let metadata = try await MetadataServer.start(configuration, logger: logger)
             logger.info("metadata server listening on \(metadata.server.localAddress)")
             try await daemon.run(metadata.services, address: metadata.server.localAddress, logger: logger)
@@ -164,6 +167,8 @@ extension Pocket {
         var blockSize = ByteSize(bytes: 64 << 10)
         @Option(help: "Declared throughput (default: 8Gb/s for dram and ssd, 1.6Gb/s for hdd).")
         var throughput: ByteRate?
+        @Option(help: "Address to give the controller and clients (default: the bound --listen address).")
+        var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
 
@@ -177,6 +182,7 @@ extension Pocket {
             var configuration = StorageServer.Configuration(
                 listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
             configuration.throughput = throughput?.bytesPerSecond ?? tier.defaultServerThroughput
+            configuration.advertise = advertise?.description
             let store: any BlockStore =
                 tier == .dram
                 ? DRAMBlockStore(capacityBytes: capacity.bytes)

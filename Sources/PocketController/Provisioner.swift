@@ -1,15 +1,21 @@
 import PocketProtocol
 import Synchronization
 
-/// Starts storage servers when jobs need more than the cluster has. The servers it starts register
-/// with the controller like any other.
-public protocol StorageProvisioner: Sendable {
-    /// The tiers it can start servers of, with the throughput and capacity each new server declares.
-    var shapes: [Tier: (throughput: UInt64, capacity: UInt64)] { get }
-    /// The most storage servers the cluster may have, counting those it did not start.
-    var maxServers: Int { get }
-    /// Starts `count` servers of `tier` and returns once they are listening.
-    func launch(tier: Tier, count: Int) async throws
+/// Starts and stops servers for the controller: storage servers when jobs need more than the
+/// cluster has or the autoscaler sees load above its threshold, metadata servers when metadata
+/// load is high, and stops drained ones. Started servers register with the controller like any
+/// other; the controller names them by the address they register with.
+public protocol Provisioner: Sendable {
+    /// The storage tiers it can start, with the throughput and capacity each new server declares.
+    var storageShapes: [Tier: (throughput: UInt64, capacity: UInt64)] { get }
+    /// Whether it can start metadata servers.
+    var startsMetadataServers: Bool { get }
+    /// Starts `count` servers of `kind` (and, for storage, `tier`); returns once they are
+    /// starting (they register themselves).
+    func launch(_ kind: ServerKind, tier: Tier, count: Int) async throws
+    /// Stops the server it started that registered as `address`. Returns false when it started no
+    /// such server (one an operator started is not its to stop).
+    func stop(address: String) async throws -> Bool
     /// Stops every server it started.
     func shutdown() async
 }
