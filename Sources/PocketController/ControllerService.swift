@@ -5,24 +5,37 @@ import PocketRPC
 import ServiceLifecycle
 import Synchronization
 
-/// The controller: answers servers and clients, and keeps the metadata servers' view of the storage
-/// servers current. Its `run` loop expires silent servers and pushes server tables.
+/// The controller: answers servers and clients, keeps the metadata servers' view of the storage
+/// servers current and, with a provisioner, sizes the cluster. Its `run` loops expire silent
+/// servers, push server tables and weight maps, and carry out the autoscaler's directives.
 public final class ControllerService: RequestHandler, Service {
-    private let state: Mutex<ControllerState>
+    /// Starting and stopping servers: the provisioner, each pool's limits, and whether the
+    /// autoscaler runs (without it the provisioner only starts servers jobs' allocations need).
+    public struct Scaling: Sendable {
+        public var provisioner: any Provisioner
+        public var autoscaler = Autoscaler.Settings()
+        public var autoscale = false
+
+        public init(provisioner: any Provisioner) {
+            self.provisioner = provisioner
+        }
+    }
+
+    let state: Mutex<ControllerState>
     private let metadata = ConnectionPool(timeout: .seconds(5))
-    private let logger: Logger
-    /// Set when the storage table changed and metadata servers have not been told yet.
-    private let tableDirty = Atomic<Bool>(true)
-    private let provisioner: (any StorageProvisioner)?
+    let logger: Logger
+    /// Set when the storage table or a weight map changed and metadata servers have not been told.
+    let tableDirty = Atomic<Bool>(true)
+    let scaling: Scaling?
+    let autoscaler: Mutex<Autoscaler>
     /// Placements that may launch servers run one at a time, so two jobs do not both launch for
     /// the same shortfall.
     private let placements = SerialQueue()
 
-    public init(
-        settings: ControllerState.Settings = .init(), provisioner: (any StorageProvisioner)? = nil, logger: Logger
-    ) {
+    public init(settings: ControllerState.Settings = .init(), scaling: Scaling? = nil, logger: Logger) {
         state = Mutex(ControllerState(settings: settings))
-        self.provisioner = provisioner
+        self.scaling = scaling
+        autoscaler = Mutex(Autoscaler(settings: scaling?.autoscaler ?? .init()))
         self.logger = logger
     }
 
@@ -63,6 +76,10 @@ public final class ControllerService: RequestHandler, Service {
             return request.serve(ClusterStatusRequest.self) { _ in state.withLock { $0.status } }
         case .updateHints:
             return request.serveAsync(UpdateHints.self) { request in try await self.updateHints(request) }
+        case .listEvents:
+            return request.serve(ListEvents.self) { request in
+                EventList(events: state.withLock { $0.events.filter { $0.time >= request.since } })
+            }
         case .ping:
             return request.serve(Ping.self) { _ in Empty() }
         default:
@@ -134,34 +151,35 @@ public final class ControllerService: RequestHandler, Service {
                     return job
                 case .launch(let tier, let count):
                     room = nil  // one launch per placement; then the job takes what there is
-                    await launch(tier: tier, count: count)
+                    await launchForPlacement(tier: tier, count: count)
                 }
             }
         }
     }
 
     private func provisioningRoom() -> ProvisioningRoom? {
-        guard let provisioner else { return nil }
-        let count = state.withLock { $0.storageServerCount }
-        return ProvisioningRoom(shapes: provisioner.shapes, servers: provisioner.maxServers - count)
+        guard let scaling else { return nil }
+        return state.withLock { state in
+            var tiers: [Tier: (throughput: UInt64, capacity: UInt64, servers: Int)] = [:]
+            for (tier, shape) in scaling.provisioner.storageShapes {
+                let limit = scaling.autoscaler.limits[.storage(tier)]?.upperBound ?? 0
+                let coming = state.launching[.storage(tier)]?.count ?? 0
+                tiers[tier] = (shape.throughput, shape.capacity, limit - state.count(.storage(tier)) - coming)
+            }
+            return ProvisioningRoom(tiers)
+        }
     }
 
-    /// Starts servers and waits (up to 10 s) until they have registered.
-    private func launch(tier: Tier, count: Int) async {
-        guard let provisioner else { return }
-        let before = state.withLock { $0.activeServers(.storage).filter { $0.tier == tier }.count }
-        logger.info("starting storage servers", metadata: ["tier": "\(tier)", "count": "\(count)"])
-        do {
-            try await provisioner.launch(tier: tier, count: count)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while state.withLock({ $0.activeServers(.storage).filter { $0.tier == tier }.count }) < before + count {
-                guard ContinuousClock.now < deadline else {
-                    throw PocketError(.timedOut, "new servers did not register within 10 s")
-                }
-                try await Task.sleep(for: .milliseconds(10))
-            }
-        } catch {
-            logger.warning("could not start storage servers: \(error)", metadata: ["tier": "\(tier)"])
+    /// Starts servers a job's allocation needs and waits (up to 10 s) until they have registered.
+    private func launchForPlacement(tier: Tier, count: Int) async {
+        let pool = Pool.storage(tier)
+        let before = state.withLock { $0.count(pool) }
+        await launch(pool, count: count, forLoad: false, utilisation: 0, reason: "a job's allocation does not fit")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while state.withLock({ $0.count(pool) < before + count && !($0.launching[pool] ?? []).isEmpty }),
+            ContinuousClock.now < deadline
+        {
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -177,10 +195,11 @@ public final class ControllerService: RequestHandler, Service {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.expireLoop() }
                 group.addTask { await self.pushLoop() }
+                if self.scaling != nil { group.addTask { await self.scalingLoop() } }
             }
         }
         await metadata.closeAll()
-        await provisioner?.shutdown()
+        await scaling?.provisioner.shutdown()
     }
 
     private func expireLoop() async {
@@ -195,8 +214,8 @@ public final class ControllerService: RequestHandler, Service {
     }
 
     /// Sends the storage table to every live metadata server soon after it changes, and every few
-    /// seconds so a restarted metadata server catches up; also repairs weight maps that lost every
-    /// server.
+    /// seconds so a restarted metadata server catches up; then the weight maps that changed (jobs
+    /// placed again after a drain, a new server's share, maps that lost every server).
     private func pushLoop() async {
         var lastPush = ContinuousClock.now
         while !Task.isCancelled {
@@ -204,8 +223,10 @@ public final class ControllerService: RequestHandler, Service {
             let changed = tableDirty.exchange(false, ordering: .acquiring)
             guard changed || ContinuousClock.now - lastPush >= .seconds(2) else { continue }
             lastPush = .now
-            let (table, metadataServers, repaired) = state.withLock {
-                ($0.storageTable, $0.activeServers(.metadata), $0.repairWeightMaps())
+            let (table, metadataServers, repaired) = state.withLock { state in
+                _ = state.repairWeightMaps()
+                let serving = state.servers.values.map(\.info).filter { $0.kind == .metadata && $0.state != .dead }
+                return (state.storageTable, serving, state.takeChangedJobs())
             }
             await withDiscardingTaskGroup { group in
                 for server in metadataServers {

@@ -15,6 +15,8 @@ public struct ControllerState: Sendable {
     public struct Server: Sendable {
         public var info: ServerInfo
         public var lastSeen: ContinuousClock.Instant
+        /// When it began draining (no new blocks, released once it holds nothing live).
+        public var drainingSince: ContinuousClock.Instant?
     }
 
     public struct Job: Sendable {
@@ -38,13 +40,22 @@ public struct ControllerState: Sendable {
     }
 
     public let settings: Settings
-    public private(set) var servers: [ServerID: Server] = [:]
-    public private(set) var jobs: [String: Job] = [:]
+    public internal(set) var servers: [ServerID: Server] = [:]
+    public internal(set) var jobs: [String: Job] = [:]
     /// Ended jobs that left persisted objects: the name keeps its id and metadata server.
     public private(set) var retired: [String: (id: JobID, metadataServer: ServerID)] = [:]
     /// Throughput and capacity reserved on each storage server by jobs' shares.
-    private var reserved: [ServerID: (throughput: Double, capacity: Double)] = [:]
+    var reserved: [ServerID: (throughput: Double, capacity: Double)] = [:]
     private var nextServerID: ServerID = 1
+    /// Per metadata server, the bytes of blocks it has placed on each storage server (its reports).
+    var placedBy: [ServerID: [ServerID: UInt64]] = [:]
+    /// Servers asked of the provisioner and not registered yet, per pool, with when that was, and
+    /// whether they were asked for because of load (they take a share of the pool's jobs).
+    var launching: [Pool: [(asked: ContinuousClock.Instant, forLoad: Bool)]] = [:]
+    /// Jobs whose weight maps changed and that metadata servers have not been told of yet.
+    var changedJobs: Set<String> = []
+    /// The last scaling decisions, oldest first.
+    public internal(set) var events: [ScalingEvent] = []
 
     public init(settings: Settings = Settings()) {
         self.settings = settings
@@ -67,6 +78,7 @@ public struct ControllerState: Sendable {
                 id: id, kind: request.kind, tier: request.tier, address: request.address, state: .active,
                 throughput: request.throughput, stats: stats),
             lastSeen: now)
+        joined(id, now: now)
         return RegisterServerReply(serverID: id, blockSize: settings.blockSize, inlineLimit: settings.inlineLimit)
     }
 
@@ -77,8 +89,9 @@ public struct ControllerState: Sendable {
         }
         servers[request.serverID]!.lastSeen = now
         servers[request.serverID]!.info.stats = request.stats
+        if servers[request.serverID]!.info.kind == .metadata { record(request) }
         guard servers[request.serverID]!.info.state == .dead else { return false }
-        servers[request.serverID]!.info.state = .active
+        servers[request.serverID]!.info.state = servers[request.serverID]!.drainingSince == nil ? .active : .draining
         return true
     }
 
@@ -154,7 +167,7 @@ public struct ControllerState: Sendable {
         return .placed(job)
     }
 
-    private func place(_ hints: JobHints, room: ProvisioningRoom?) throws(PocketError) -> Placement.Decision {
+    func place(_ hints: JobHints, room: ProvisioningRoom?) throws(PocketError) -> Placement.Decision {
         let storage = servers.values.map(\.info).filter { $0.kind == .storage && $0.state == .active }
         if storage.isEmpty, room == nil {
             // A cluster still starting (or a controller that restarted): the job waits for servers
@@ -175,7 +188,7 @@ public struct ControllerState: Sendable {
             settings.policy.candidates(for: hints), on: placementServers, room: room, policy: settings.policy)
     }
 
-    private mutating func reserve(_ job: Job, sign: Double) {
+    mutating func reserve(_ job: Job, sign: Double) {
         let allocation = job.info.allocation
         for (server, share) in job.shares where servers[server] != nil {
             var held = reserved[server] ?? (0, 0)
@@ -258,7 +271,10 @@ public struct ControllerState: Sendable {
         guard !live.isEmpty else { return [] }
         var repaired: [Job] = []
         for (name, job) in jobs where !job.info.weightMap.entries.contains(where: { live.contains($0.server) }) {
-            if case .placed(let placed)? = try? updateHints(name, job.info.hints) { repaired.append(placed) }
+            if case .placed(let placed)? = try? updateHints(name, job.info.hints) {
+                repaired.append(placed)
+                changedJobs.insert(name)
+            }
         }
         return repaired
     }

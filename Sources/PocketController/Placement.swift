@@ -29,15 +29,13 @@ public struct PlacementServer: Hashable, Sendable {
     }
 }
 
-/// Servers a provisioner could still start: the shape of each tier's new servers and how many more
-/// the cluster may have.
+/// Servers a provisioner could still start, per tier: the shape of the tier's new servers and how
+/// many more the tier may have.
 public struct ProvisioningRoom: Sendable {
-    public var shapes: [Tier: (throughput: UInt64, capacity: UInt64)]
-    public var servers: Int
+    public var tiers: [Tier: (throughput: UInt64, capacity: UInt64, servers: Int)]
 
-    public init(shapes: [Tier: (throughput: UInt64, capacity: UInt64)], servers: Int) {
-        self.shapes = shapes
-        self.servers = servers
+    public init(_ tiers: [Tier: (throughput: UInt64, capacity: UInt64, servers: Int)]) {
+        self.tiers = tiers
     }
 }
 
@@ -65,7 +63,7 @@ public enum Placement {
         policy: RightsizingPolicy
     ) throws(PocketError) -> Decision {
         let available = candidates.filter { candidate in
-            servers.contains { $0.tier == candidate.tier } || room?.shapes[candidate.tier] != nil
+            servers.contains { $0.tier == candidate.tier } || room?.tiers[candidate.tier] != nil
         }
         guard !available.isEmpty else {
             let tiers = candidates.map { "\($0.tier)" }.joined(separator: " or ")
@@ -78,13 +76,13 @@ public enum Placement {
             if free >= 1 - epsilon {
                 return .placed(candidate, shares: fill(candidate, onto: tierServers, upTo: 1).shares)
             }
-            if let room, room.servers > 0, let shape = room.shapes[candidate.tier] {
+            if let shape = room?.tiers[candidate.tier], shape.servers > 0 {
                 let missing = 1 - free
                 let needed = max(
                     missing * Double(candidate.throughput) / Double(max(shape.throughput, 1)),
                     missing * Double(candidate.capacity) / Double(max(shape.capacity, 1)))
                 // As many as the limit allows; whatever still does not fit is over-committed.
-                let count = min(Int((needed - epsilon).rounded(.up)), room.servers)
+                let count = min(Int((needed - epsilon).rounded(.up)), shape.servers)
                 return .launch(candidate.tier, count: max(count, 1))
             }
         }

@@ -23,7 +23,12 @@ public final class LocalCluster: Sendable {
         /// Tiers the controller may start more storage servers of, with each new server's capacity;
         /// empty: the controller starts none.
         public var provision: [Tier: UInt64] = [:]
-        public var maxStorageServers = 16
+        /// Storage servers per provisioned tier the controller keeps (counting the ones started here).
+        public var provisionLimits: ClosedRange<Int> = 1...16
+        /// Whether the controller scales the provisioned tiers on measured load.
+        public var autoscale = false
+        /// More arguments for the controller (thresholds, metadata provisioning, …).
+        public var controllerArguments: [String] = []
         /// A rightsizing policy file for the controller.
         public var policyFile: String?
         /// Extra environment for every process (say, POCKET_HOME for a test's own token store).
@@ -56,15 +61,13 @@ public final class LocalCluster: Sendable {
         if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
         if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
         if let policyFile = options.policyFile { arguments += ["--policy", policyFile] }
+        let limits = options.provisionLimits
         for (tier, capacity) in options.provision.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--provision", "\(tier):\(capacity)"]
+            arguments += ["--provision", "\(tier):\(capacity):\(limits.lowerBound):\(limits.upperBound)"]
         }
-        if !options.provision.isEmpty {
-            arguments += [
-                "--max-storage-servers", "\(options.maxStorageServers)", "--data-dir",
-                options.workDirectory.appendingPathComponent("provisioned").path,
-            ]
-        }
+        if options.autoscale { arguments.append("--autoscale") }
+        arguments += options.controllerArguments
+        arguments += ["--data-dir", options.workDirectory.appendingPathComponent("provisioned").path]
         let controller = try await LocalProcess.launch(
             executable: options.executable, role: "controller", arguments: arguments,
             workDirectory: options.workDirectory, environment: options.environment)

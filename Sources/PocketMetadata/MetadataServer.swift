@@ -32,14 +32,14 @@ public struct MetadataServer: Sendable {
             capacityBytes: configuration.inlineCapacity, throughput: 0)
         let session = ControllerSession(
             settings: .init(controller: configuration.controller, registration: registration), logger: logger,
-            stats: {
-                var stats = service.stats()
+            report: { id in
+                var report = service.report(serverID: id)
                 let sample = rates.sample()
-                stats.bytesInPerSecond = sample.bytesIn
-                stats.bytesOutPerSecond = sample.bytesOut
-                stats.requestsPerSecond = sample.requests
-                stats.cpu = cpu.sample()
-                return stats
+                report.stats.bytesInPerSecond = sample.bytesIn
+                report.stats.bytesOutPerSecond = sample.bytesOut
+                report.stats.requestsPerSecond = sample.requests
+                report.stats.cpu = cpu.sample()
+                return report
             },
             onRegistered: { service.configure($0) })
         return MetadataServer(server: server, session: session, service: service)

@@ -27,13 +27,17 @@ public final class MetadataService: RequestHandler {
         }
     }
 
-    public func stats() -> ServerStats {
+    /// What the heartbeat tells the controller: inline bytes held, jobs, blocks placed per storage
+    /// server and bytes per job.
+    public func report(serverID: ServerID) -> Heartbeat {
         state.withLock { state in
             var stats = ServerStats()
             stats.usedBytes = state.inlineBytes
             stats.capacityBytes = state.inlineCapacity
             stats.jobCount = UInt32(state.jobs.count)
-            return stats
+            return Heartbeat(
+                serverID: serverID, stats: stats, placedBytes: state.allocated.filter { $0.value > 0 },
+                jobBytes: state.jobs.mapValues { $0.blockBytes + $0.namespace.inlineBytes })
         }
     }
 

@@ -13,6 +13,8 @@ struct MetadataState {
         /// Blocks handed out by `allocate` and not yet committed or aborted.
         var pending: [BlockID: ServerID] = [:]
         var nextBlock: BlockID = 1
+        /// Bytes of blocks the job holds, reserved or stored (whole blocks).
+        var blockBytes: UInt64 = 0
     }
 
     var blockSize: UInt32 = 0
@@ -108,6 +110,7 @@ struct MetadataState {
         }
         allocated = planned
         jobs[auth.job]!.placer = placer
+        jobs[auth.job]!.blockBytes += blockSize * UInt64(count)
         jobs[auth.job]!.nextBlock += UInt64(count)
         for block in blocks { jobs[auth.job]!.pending[block.id] = block.server }
         return blocks
@@ -137,20 +140,25 @@ struct MetadataState {
             request.path, data: .init(size: request.size, blocks: request.blocks), persist: request.persist, now: now)
         for block in request.blocks { jobs[request.auth.job]!.pending.removeValue(forKey: block.id) }
         let released = replaced.filter { !$0.isHole && !kept.contains($0.id) }
-        unaccount(released)
+        unaccount(released, job: request.auth.job)
         return released
     }
 
     mutating func abort(_ request: AbortBlocks) throws(PocketError) -> [BlockRef] {
         try authorize(request.auth)
         let released = request.blocks.filter { jobs[request.auth.job]!.pending.removeValue(forKey: $0.id) == $0.server }
-        unaccount(released)
+        unaccount(released, job: request.auth.job)
         return released
     }
 
-    private mutating func unaccount(_ blocks: [BlockRef]) {
+    /// Takes released blocks off the per-server counts and, when the job still lives, its own.
+    private mutating func unaccount(_ blocks: [BlockRef], job: JobID? = nil) {
+        let blockSize = UInt64(blockSize)
         for block in blocks {
-            allocated[block.server, default: 0] -= min(UInt64(blockSize), allocated[block.server, default: 0])
+            allocated[block.server, default: 0] -= min(blockSize, allocated[block.server, default: 0])
+        }
+        if let job, jobs[job] != nil {
+            jobs[job]!.blockBytes -= min(blockSize * UInt64(blocks.count), jobs[job]!.blockBytes)
         }
     }
 
@@ -169,7 +177,7 @@ struct MetadataState {
             request.path, data: .init(size: UInt64(data.readableBytes), inline: data), persist: request.persist,
             now: now
         ).filter { !$0.isHole }
-        unaccount(replaced)
+        unaccount(replaced, job: request.auth.job)
         return replaced
     }
 
@@ -191,7 +199,7 @@ struct MetadataState {
         let released = try jobs[request.auth.job]!.namespace.delete(
             request.path, recursive: request.recursive, kind: request.kind, now: now
         ).filter { !$0.isHole }
-        unaccount(released)
+        unaccount(released, job: request.auth.job)
         return released
     }
 
@@ -200,7 +208,7 @@ struct MetadataState {
         let released = try jobs[request.auth.job]!.namespace.rename(
             request.from, to: request.to, noReplace: request.noReplace, now: now
         ).filter { !$0.isHole }
-        unaccount(released)
+        unaccount(released, job: request.auth.job)
         return released
     }
 

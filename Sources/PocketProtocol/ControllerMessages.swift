@@ -80,20 +80,43 @@ public struct Heartbeat: WireRequest, Hashable {
 
     public var serverID: ServerID
     public var stats: ServerStats
+    /// From metadata servers: bytes of blocks they have placed (reserved or stored) on each storage
+    /// server, so the controller knows when a draining server holds nothing live.
+    public var placedBytes: [ServerID: UInt64]
+    /// From metadata servers: bytes each of their jobs holds.
+    public var jobBytes: [JobID: UInt64]
 
-    public init(serverID: ServerID, stats: ServerStats) {
+    public init(
+        serverID: ServerID, stats: ServerStats, placedBytes: [ServerID: UInt64] = [:], jobBytes: [JobID: UInt64] = [:]
+    ) {
         self.serverID = serverID
         self.stats = stats
+        self.placedBytes = placedBytes
+        self.jobBytes = jobBytes
     }
 
     public init(from buffer: inout ByteBuffer) throws {
         serverID = try buffer.readWire()
         stats = try ServerStats(from: &buffer)
+        placedBytes = try Dictionary(
+            buffer.readWireArray(minimumElementSize: 12) { (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self)) },
+            uniquingKeysWith: +)
+        jobBytes = try Dictionary(
+            buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) },
+            uniquingKeysWith: +)
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(serverID)
         stats.encode(into: &writer)
+        writer.buffer.writeWireArray(placedBytes.sorted { $0.key < $1.key }) { buffer, entry in
+            buffer.writeInteger(entry.key)
+            buffer.writeInteger(entry.value)
+        }
+        writer.buffer.writeWireArray(jobBytes.sorted { $0.key < $1.key }) { buffer, entry in
+            buffer.writeInteger(entry.key)
+            buffer.writeInteger(entry.value)
+        }
     }
 }
 

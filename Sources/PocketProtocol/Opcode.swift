@@ -17,6 +17,7 @@ public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let listJobs = Opcode(0x07)
     public static let clusterStatus = Opcode(0x08)
     public static let updateHints = Opcode(0x09)
+    public static let listEvents = Opcode(0x0A)
     // Metadata, from the controller
     public static let assignJob = Opcode(0x20)
     public static let dropJob = Opcode(0x21)

@@ -312,6 +312,9 @@ public struct JobInfo: Hashable, Sendable, WireMessage {
     public var allocation: Allocation
     public var weightMap: WeightMap
     public var metadataAddress: String
+    /// Bytes the job holds (blocks reserved or stored, and inline objects), as its metadata server
+    /// last reported.
+    public var usedBytes: UInt64 = 0
 
     public init(
         name: String, id: JobID, hints: JobHints, allocation: Allocation, weightMap: WeightMap,
@@ -332,6 +335,7 @@ public struct JobInfo: Hashable, Sendable, WireMessage {
         allocation = try Allocation(from: &buffer)
         weightMap = try WeightMap(from: &buffer)
         metadataAddress = try buffer.readWireString()
+        usedBytes = try buffer.readWire()
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -341,6 +345,7 @@ public struct JobInfo: Hashable, Sendable, WireMessage {
         allocation.encode(into: &writer)
         weightMap.encode(into: &writer)
         writer.buffer.writeWireString(metadataAddress)
+        writer.buffer.writeInteger(usedBytes)
     }
 }
 

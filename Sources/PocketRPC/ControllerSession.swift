@@ -20,17 +20,18 @@ public final class ControllerSession: Service, Sendable {
     }
 
     private let settings: Settings
-    private let stats: @Sendable () -> ServerStats
+    /// The report for one heartbeat, given the server's id.
+    private let report: @Sendable (ServerID) -> Heartbeat
     private let onRegistered: @Sendable (RegisterServerReply) -> Void
     private let registered = Mutex<RegisterServerReply?>(nil)
     private let logger: Logger
 
     public init(
-        settings: Settings, logger: Logger, stats: @escaping @Sendable () -> ServerStats,
+        settings: Settings, logger: Logger, report: @escaping @Sendable (ServerID) -> Heartbeat,
         onRegistered: @escaping @Sendable (RegisterServerReply) -> Void = { _ in }
     ) {
         self.settings = settings
-        self.stats = stats
+        self.report = report
         self.onRegistered = onRegistered
         self.logger = logger
     }
@@ -78,7 +79,7 @@ public final class ControllerSession: Service, Sendable {
             try await Task.sleep(for: settings.interval)
             guard let id = registration?.serverID else { continue }
             do {
-                _ = try await pool.call(settings.controller, Heartbeat(serverID: id, stats: stats()))
+                _ = try await pool.call(settings.controller, report(id))
             } catch let error as PocketError where error.code == .unknownServer {
                 logger.warning("controller forgot this server; registering again")
                 _ = try await register()

@@ -88,7 +88,7 @@ public struct StorageServer: Sendable {
             capacityBytes: store.capacityBytes, throughput: configuration.throughput)
         let session = ControllerSession(
             settings: .init(controller: configuration.controller, registration: registration), logger: logger
-        ) { holder.sample(store: store) }
+        ) { Heartbeat(serverID: $0, stats: holder.sample(store: store)) }
         return StorageServer(server: server, session: session)
     }
 

@@ -58,80 +58,6 @@ struct ParentWatch: Service {
 }
 
 extension Pocket {
-    struct Controller: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the controller daemon.")
-
-        @Option(help: "Address to listen on.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
-        @Option(help: "Block size for the cluster.") var blockSize = ByteSize(bytes: 64 << 10)
-        @Option(help: "Objects up to this size are kept inline by metadata servers (one round trip).")
-        var inlineLimit = ByteSize(bytes: 8 << 10)
-        @Option(help: "Rightsizing policy JSON: per-lambda throughput, default nodes, node shapes and prices per tier.")
-        var policy: String?
-        @Flag(help: "Print the rightsizing policy in effect (defaults, or --policy) as JSON and exit.")
-        var showPolicy = false
-        @Option(
-            help: ArgumentHelp(
-                "Let the controller start storage servers of TIER with CAPACITY each when jobs need them.",
-                valueName: "tier:capacity"))
-        var provision: [ProvisionSpec] = []
-        @Option(help: "The most storage servers the provisioner lets the cluster have.") var maxStorageServers = 16
-        @Option(help: "Directory for started servers' logs and block files (default: a new temporary directory).")
-        var dataDir: String?
-        @OptionGroup var log: LogOptions
-        @OptionGroup var daemon: DaemonOptions
-
-        func validate() throws {
-            guard blockSize.bytes >= 4096, blockSize.bytes <= 8 << 20 else {
-                throw ValidationError("--block-size must be between 4 KiB and 8 MiB")
-            }
-            guard inlineLimit.bytes <= blockSize.bytes else {
-                throw ValidationError("--inline-limit must not exceed the block size")
-            }
-            guard maxStorageServers >= 1 else { throw ValidationError("--max-storage-servers must be positive") }
-        }
-
-        func run() async throws {
-            var settings = ControllerState.Settings()
-            settings.blockSize = UInt32(blockSize.bytes)
-            settings.inlineLimit = UInt32(inlineLimit.bytes)
-            if let policy {
-                let data: Data
-                do { data = try Data(contentsOf: URL(fileURLWithPath: policy)) } catch {
-                    throw ValidationError("cannot read --policy \(policy): \(error.localizedDescription)")
-                }
-                do { settings.policy = try RightsizingPolicy(json: data) } catch {
-                    throw ValidationError("--policy \(policy): \(error.message)")
-                }
-            }
-            if showPolicy {
-                say(settings.policy.json)
-                return
-            }
-            let logger = log.bootstrap(label: "pocket.controller")
-            // The provisioner needs the controller's address, known once bound; requests that
-            // could use it only come after registration, which needs that address too.
-            let provisioning = DeferredProvisioner()
-            let service = ControllerService(
-                settings: settings, provisioner: provision.isEmpty ? nil : provisioning, logger: logger)
-            let server = try await RPCServer.bind(listen, handler: service, logger: logger)
-            if !provision.isEmpty {
-                var options = LocalProvisioner.Options(
-                    executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
-                    workDirectory: URL(
-                        fileURLWithPath: dataDir ?? NSTemporaryDirectory() + "pocket-controller-\(getpid())",
-                        isDirectory: true),
-                    controller: server.localAddress,
-                    capacities: Dictionary(provision.map { ($0.tier, $0.capacity) }) { $1 },
-                    maxServers: maxStorageServers)
-                options.blockSize = settings.blockSize
-                options.logLevel = log.logLevel.rawValue
-                provisioning.target.withLock { $0 = LocalProvisioner(options) }
-            }
-            logger.info("controller listening on \(server.localAddress)")
-            try await daemon.run([server, service], address: server.localAddress, logger: logger)
-        }
-    }
-
     struct Metadata: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a metadata server.")
 
@@ -207,16 +133,18 @@ extension Pocket {
         var dataDir: String?
         @Option(help: "Where to mount Pocket.") var mount = "/pocket"
         @Flag(help: "Do not mount.") var noMount = false
-        @Option(
-            help: "Let the controller start more storage servers of the --tier tiers, up to this many in all, when jobs need them.")
+        @Option(help: "Let the controller start more storage servers of each --tier, up to this many, when jobs need them.")
         var maxStorageServers: Int?
+        @Flag(
+            help: "Scale storage servers with load: add when busier than 80%, drain and stop when below 60% (down to --storage-servers).")
+        var autoscale = false
         @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
         var policy: String?
         @OptionGroup var log: LogOptions
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
-            if let maxStorageServers, !(storageServers * Set(tier).count...256).contains(maxStorageServers) {
+            if let maxStorageServers, !(storageServers...256).contains(maxStorageServers) {
                 throw ValidationError("--max-storage-servers must be between --storage-servers and 256")
             }
         }
@@ -234,9 +162,10 @@ extension Pocket {
             options.tiers = tiers
             options.logLevel = log.logLevel.rawValue
             options.policyFile = policy.map { URL(fileURLWithPath: $0).path }
-            if let maxStorageServers, maxStorageServers > storageServers * tiers.count {
+            if autoscale || maxStorageServers.map({ $0 > storageServers }) == true {
                 options.provision = Dictionary(uniqueKeysWithValues: tiers.map { ($0, capacity.bytes) })
-                options.maxStorageServers = maxStorageServers
+                options.provisionLimits = storageServers...(maxStorageServers ?? 4 * storageServers)
+                options.autoscale = autoscale
             }
             let cluster = try await LocalCluster.start(options)
             if !noMount {
@@ -280,38 +209,6 @@ struct ClusterSupervisor: Service {
         await cluster.stop()
         say("Pocket stopped.")
     }
-}
-
-/// `--provision TIER:CAPACITY`.
-struct ProvisionSpec: ExpressibleByArgument {
-    var tier: Tier
-    var capacity: UInt64
-
-    init?(argument: String) {
-        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let tier = Tier(name: parts[0]), let capacity = try? Units.parseSize(parts[1]),
-            capacity > 0
-        else { return nil }
-        self.tier = tier
-        self.capacity = capacity
-    }
-}
-
-/// A provisioner whose real one is set once the controller knows its own address.
-final class DeferredProvisioner: StorageProvisioner {
-    let target = Mutex<LocalProvisioner?>(nil)
-
-    var shapes: [Tier: (throughput: UInt64, capacity: UInt64)] { target.withLock { $0?.shapes ?? [:] } }
-    var maxServers: Int { target.withLock { $0?.maxServers ?? 0 } }
-
-    func launch(tier: Tier, count: Int) async throws {
-        guard let provisioner = target.withLock({ $0 }) else {
-            throw PocketError(.unavailable, "the provisioner is not ready")
-        }
-        try await provisioner.launch(tier: tier, count: count)
-    }
-
-    func shutdown() async { await target.withLock { $0 }?.shutdown() }
 }
 
 /// Prints a line at once, even when standard output is a file or pipe.

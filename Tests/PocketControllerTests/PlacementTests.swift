@@ -99,7 +99,7 @@ import Testing
 
     @Test func serversAreLaunchedOnlyWhenNeeded() throws {
         var state = cluster([.ssd: 1])
-        let room = ProvisioningRoom(shapes: [.ssd: (Self.gb, 1000 * Self.gb)], servers: 5)
+        let room = ProvisioningRoom([.ssd: (Self.gb, 1000 * Self.gb, 5)])
         // Fits: no launch.
         #expect(try state.admit(name: "small", hints: hints(0.5), newID: 1, token: "t", room: room).job != nil)
         // 0.5 of server 2 is left; 2.3 servers' worth needs two more (1.8 / 1 rounded up).
@@ -119,7 +119,7 @@ import Testing
         #expect(weights(big).values.reduce(0, +) > 0.999_999)
         #expect(weights(big).keys.sorted() == [2, 3, 4])
         // More than the provisioner may add: as many as it may, then over-commit for the rest.
-        let small = ProvisioningRoom(shapes: [.ssd: (Self.gb, 1000 * Self.gb)], servers: 1)
+        let small = ProvisioningRoom([.ssd: (Self.gb, 1000 * Self.gb, 1)])
         guard case .launch(.ssd, 1) = try state.admit(name: "huge", hints: hints(10), newID: 3, token: "t", room: small)
         else { Issue.record("expected a launch of one server"); return }
         let huge = try state.admit(name: "huge", hints: hints(10), newID: 3, token: "t").job

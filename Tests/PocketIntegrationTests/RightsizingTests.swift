@@ -84,7 +84,7 @@ import Testing
             storageServers: 1, capacity: 256 << 20,
             configure: { options in
                 options.provision = [.dram: 256 << 20]
-                options.maxStorageServers = 3
+                options.provisionLimits = 1...3
             }
         ) { cluster, client in
             func storageCount() async throws -> Int {
