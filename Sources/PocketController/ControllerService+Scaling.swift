@@ -3,7 +3,8 @@ import PocketProtocol
 import Synchronization
 
 /// Carrying out the autoscaler: every 250 ms release drained servers that hold nothing live; every
-/// second, when autoscaling is on, ask the autoscaler and do what it says.
+/// 500 ms (servers report twice a second), when autoscaling is on, ask the autoscaler and do what
+/// it says.
 extension ControllerService {
     func scalingLoop() async {
         guard let scaling else { return }
@@ -13,7 +14,7 @@ extension ControllerService {
             try? await Task.sleep(for: .milliseconds(250))
             tick += 1
             await releaseDrained(unowned: &unowned)
-            guard scaling.autoscale, tick % 4 == 0 else { continue }
+            guard scaling.autoscale, tick % 2 == 0 else { continue }
             let now = ContinuousClock.now
             let loads = state.withLock { state in
                 state.forgetStaleLaunches(now: now)

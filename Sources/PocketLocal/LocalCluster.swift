@@ -16,6 +16,8 @@ public final class LocalCluster: Sendable {
         /// Storage servers of each tier in `tiers`.
         public var storageServers = 2
         public var storageCapacity: UInt64 = 1 << 30
+        /// Throughput the storage servers declare (default: their tier's).
+        public var storageThroughput: UInt64?
         public var tiers: [Tier] = [.dram]
         public var blockSize: UInt32?
         public var inlineLimit: UInt32?
@@ -107,6 +109,7 @@ public final class LocalCluster: Sendable {
             controller.endpoint.description, "--capacity", "\(capacity ?? options.storageCapacity)",
             "--tier", "\(tier)", "--log-level", options.logLevel,
         ]
+        if let throughput = options.storageThroughput { arguments += ["--throughput", "\(throughput)B/s"] }
         if tier != .dram {
             arguments += ["--data-dir", options.workDirectory.appendingPathComponent("storage-\(index)").path]
             if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }

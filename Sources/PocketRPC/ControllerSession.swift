@@ -12,7 +12,8 @@ public final class ControllerSession: Service, Sendable {
     public struct Settings: Sendable {
         public var controller: Endpoint
         public var registration: RegisterServer
-        public var interval: Duration = .seconds(1)
+        /// Twice a second: the autoscaler sees load, and drained servers emptying, within half a second.
+        public var interval: Duration = .milliseconds(500)
         public init(controller: Endpoint, registration: RegisterServer) {
             self.controller = controller
             self.registration = registration

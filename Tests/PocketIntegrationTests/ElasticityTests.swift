@@ -1,0 +1,123 @@
+import Foundation
+import NIOCore
+import PocketClient
+import PocketLocal
+import PocketProtocol
+import Synchronization
+import Testing
+
+/// Indices of the objects written so far, shared by the writer tasks.
+final class Written: Sendable {
+    let indices = Mutex<[Int]>([])
+}
+
+/// Autoscaling with real processes: load above one storage server's declared throughput makes the
+/// controller start another, whose first block arrives within the P6 target; when the load and the
+/// data go, servers drain and stop down to the minimum; no object is lost on the way.
+@Suite struct ElasticityTests {
+    static let throughput: UInt64 = 20_000_000  // declared by every storage server: easy to exceed
+
+    func storage(_ client: PocketClient) async throws -> [ServerInfo] {
+        try await client.status().servers.filter { $0.kind == .storage }
+    }
+
+    @Test func loadStartsAServerAndItsDrainingStopsIt() async throws {
+        try await withCluster(
+            storageServers: 1,
+            configure: { options in
+                options.storageThroughput = Self.throughput
+                options.provision = [.dram: 1 << 30]
+                options.provisionLimits = 1...2
+                options.autoscale = true
+                options.controllerArguments = [
+                    "--server-throughput", "\(Self.throughput)B/s", "--scale-down-after", "2", "--scale-cooldown", "1",
+                ]
+            }
+        ) { cluster, client in
+            let job = try await client.registerJob(
+                "elastic", hints: JobHints(latencySensitive: true, peakThroughput: 5_000_000, capacity: 256 << 20))
+            let first = try #require(try await storage(client).first)
+
+            // Writers well above 16 MB/s (80% of the declared 20 MB/s) until a second server has blocks.
+            let written = Written()
+            let loadStart = ContinuousClock.now
+            let newServer: ServerInfo = try await withThrowingTaskGroup(of: ServerInfo?.self) { group in
+                for writer in 0..<4 {
+                    group.addTask {
+                        // 96 objects of 1 MiB, written over and over (the same bytes each time).
+                        var index = writer
+                        while !Task.isCancelled {
+                            try await job.put("o\(index)", pattern(1 << 20, seed: UInt64(index)))
+                            written.indices.withLock { if !$0.contains(index) { $0.append(index) } }
+                            index = (index + 4) % 96
+                        }
+                        return nil
+                    }
+                }
+                group.addTask {
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while ContinuousClock.now < deadline {
+                        if let second = try await storage(client).first(where: { $0.id != first.id }) {
+                            let stats = try await ask(try .init(parsing: second.address), StorageStats())
+                            if stats.blockCount > 0 { return second }
+                        }
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let result { return result }
+                }
+                throw PocketError(.timedOut, "no second storage server received blocks")
+            }
+            let firstBlock = ContinuousClock.now
+            let events = try await client.call(ListEvents()).events
+            let launch = try #require(events.first { $0.action == .launch && $0.kind == .storage })
+            let decided = Date(timeIntervalSince1970: Double(launch.time) / 1000)
+            let sinceDecision = Date().timeIntervalSince(decided)
+            print("P6: load start → first block on the new server \(firstBlock - loadStart); "
+                + "scale-up decision → first block ≈ \(Int(sinceDecision * 1000)) ms; \(launch.reason)")
+            #expect(sinceDecision < 2.0, "P6: \(sinceDecision) s from the decision to the first block")
+            #expect(newServer.tier == .dram)
+
+            // Every object written so far reads back, from whichever server holds it.
+            let objects = written.indices.withLock { $0 }
+            #expect(objects.count > 10)
+            for index in objects { #expect(try await job.get("o\(index)") == pattern(1 << 20, seed: UInt64(index))) }
+
+            // Load gone: after 2 s below 60% the newer server drains; its blocks stay readable.
+            var deadline = ContinuousClock.now + .seconds(20)
+            while try await storage(client).first(where: { $0.id == newServer.id })?.state != .draining {
+                guard ContinuousClock.now < deadline else { throw PocketError(.timedOut, "nothing drained") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            // A few reads, slowly: reading everything again would be load enough to take it back.
+            for index in objects.prefix(4) {
+                #expect(try await job.get("o\(index)") == pattern(1 << 20, seed: UInt64(index)))
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            // New blocks avoid the draining server.
+            let before = try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount
+            #expect(before > 0)
+            try await job.put("after-drain", pattern(1 << 20, seed: 77))
+            #expect(try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount == before)
+
+            // The data goes: the drained server holds nothing and is stopped, back to the minimum.
+            try await client.deregisterJob(job)
+            let freed = ContinuousClock.now
+            deadline = ContinuousClock.now + .seconds(10)
+            while try await storage(client).contains(where: { $0.id == newServer.id }) {
+                guard ContinuousClock.now < deadline else { throw PocketError(.timedOut, "the drained server stayed") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let released = ContinuousClock.now - freed
+            print("drained server released \(released) after its last block was freed")
+            #expect(released < .seconds(1))
+            #expect(try await storage(client).map(\.id) == [first.id])
+            let actions = try await client.call(ListEvents()).events.map(\.action)
+            #expect(actions == [.launch, .drain, .release])
+            _ = cluster
+        }
+    }
+}
