@@ -78,13 +78,15 @@ let package = Package(
             name: "PocketLocal",
             dependencies: ["PocketClient", "PocketController", .product(name: "Logging", package: "swift-log")]
         ),
+        // `pocket simulate`: the controller's policy and autoscaler against a simulated cluster.
+        .target(name: "PocketSimulation", dependencies: ["PocketController", "PocketProtocol"]),
         // `pocket bench`: put/get load generation and latency statistics.
         .target(name: "PocketBench", dependencies: ["PocketClient"]),
         .executableTarget(
             name: "pocket",
             dependencies: [
                 "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
-                "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE",
+                "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE", "PocketSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -96,7 +98,9 @@ let package = Package(
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
-        .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol", "PocketTestSupport"]),
+        .testTarget(
+            name: "PocketControllerTests",
+            dependencies: ["PocketController", "PocketProtocol", "PocketSimulation", "PocketTestSupport"]),
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [

@@ -14,6 +14,10 @@ public enum Bench {
         public var size = 1024
         public var count = 10_000
         public var concurrency = 1
+        /// Run this long instead of `count` operations, cycling over `count` objects.
+        public var duration: Duration?
+        /// Operations started per second at most: operation i starts no earlier than i / rate.
+        public var rate: Double?
 
         public init() {}
     }
@@ -41,13 +45,18 @@ public enum Bench {
     static func contents(index: Int, size: Int) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: size)
         var state = UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15 | 1
-        while buffer.readableBytes + 8 <= size {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            buffer.writeInteger(state)
+        // Straight into the buffer's memory: a write call per word is slow in debug builds.
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for word in 0..<(size / 8) {
+                state ^= state << 13
+                state ^= state >> 7
+                state ^= state << 17
+                words[word] = state
+            }
+            for byte in (size / 8 * 8)..<size { raw[byte] = UInt8(truncatingIfNeeded: state) }
+            return size
         }
-        while buffer.readableBytes < size { buffer.writeInteger(UInt8(truncatingIfNeeded: state)) }
         return buffer
     }
 
@@ -61,13 +70,21 @@ public enum Bench {
         }
         let next = Ticket()
         let start = ContinuousClock.now
+        let deadline = options.duration.map { start + $0 }
         let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
             for _ in 0..<max(options.concurrency, 1) {
                 group.addTask {
                     var mine: [Duration] = []
                     while true {
                         let index = next.take()
-                        guard index < options.count else { break }
+                        if let deadline {
+                            guard ContinuousClock.now < deadline else { break }
+                        } else {
+                            guard index < options.count else { break }
+                        }
+                        if let rate = options.rate {
+                            try await Task.sleep(until: start + .microseconds(Int64(Double(index) / rate * 1e6)))
+                        }
                         let key = "bench/\(index % objects)"
                         let expected = payloads[(index % objects) % payloads.count]
                         let began = ContinuousClock.now

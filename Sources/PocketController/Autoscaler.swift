@@ -160,5 +160,5 @@ public struct Autoscaler: Sendable {
         return directives
     }
 
-    private func percent(_ value: Double) -> String { "\(Int((value * 100).rounded()))%" }
+    private func percent(_ value: Double) -> String { "\(Units.trimmed((value * 1000).rounded() / 10))%" }
 }

@@ -148,7 +148,8 @@ extension ControllerState {
         events.append(
             ScalingEvent(
                 time: time, action: action, kind: pool.kind, tier: pool.tier, count: UInt32(count),
-                servers: UInt32(self.count(pool)), utilisation: utilisation, reason: reason))
+                servers: UInt32(self.count(pool) + (action == .launch ? count : 0)), utilisation: utilisation,
+                reason: reason))
         if events.count > Self.eventLimit { events.removeFirst(events.count - Self.eventLimit) }
     }
 

@@ -32,7 +32,7 @@ public struct ScalingEvent: WireMessage, Hashable {
     /// The storage tier (metadata servers: dram).
     public var tier: Tier
     public var count: UInt32
-    /// Active servers of the kind and tier after the action.
+    /// Active servers of the kind and tier after the action (for a launch: once they have come).
     public var servers: UInt32
     /// The utilisation that led to it (the pool's highest: CPU, network or capacity), 0–1+.
     public var utilisation: Double

@@ -12,13 +12,20 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Object size.") var size = ByteSize(bytes: 1024)
     @Option(help: "Operations to run.") var count = 10_000
     @Option(help: "Concurrent operations.") var concurrency = 1
+    @Option(help: "Run for this many seconds instead, cycling over --count objects (at most 1000).")
+    var duration: Double?
+    @Option(help: "Start at most this many operations per second (a steady load rather than all it can).")
+    var rate: Double?
     @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup(title: "Hints for the bench's job") var hintOptions: HintOptions
     @OptionGroup var controller: ControllerOption
 
     func validate() throws {
         guard Bench.Operation(rawValue: op) != nil else { throw ValidationError("--op must be put or get") }
         guard count > 0, concurrency > 0 else { throw ValidationError("--count and --concurrency must be positive") }
         guard size.bytes <= 1 << 30 else { throw ValidationError("--size must be at most 1 GiB") }
+        if let duration, !(duration > 0) { throw ValidationError("--duration must be positive") }
+        if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
     }
 
     func run() async throws {
@@ -27,10 +34,12 @@ struct BenchCommand: AsyncParsableCommand {
         options.size = Int(size.bytes)
         options.count = count
         options.concurrency = concurrency
+        options.duration = duration.map { .milliseconds(Int64($0 * 1000)) }
+        options.rate = rate
         let client = try controller.client()
         let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let outcome = await capture {
-            let job = try await client.registerJob(name)
+            let job = try await client.registerJob(name, hints: hintOptions.hints)
             let result = await capture { try await Bench.run(options, job: job) }
             try await client.deregisterJob(job)
             return try result.get()

@@ -128,6 +128,7 @@ extension Pocket {
         @Option(help: "Controller address.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
         @Option(help: "Number of storage servers of each tier.") var storageServers = 2
         @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
+        @Option(help: "Throughput each storage server declares (default: its tier's).") var serverThroughput: ByteRate?
         @Option(help: "Storage tier; repeat for several (--tier dram --tier ssd --tier hdd).") var tier: [Tier] = [.dram]
         @Option(help: "Directory for logs and the ssd/hdd tiers' block files (default: a new temporary directory).")
         var dataDir: String?
@@ -158,6 +159,10 @@ extension Pocket {
             options.controller = listen
             options.storageServers = storageServers
             options.storageCapacity = capacity.bytes
+            if let serverThroughput {
+                options.storageThroughput = serverThroughput.bytesPerSecond
+                options.controllerArguments += ["--server-throughput", "\(serverThroughput.bytesPerSecond)B/s"]
+            }
             let tiers = Tier.allCases.filter(tier.contains)
             options.tiers = tiers
             options.logLevel = log.logLevel.rawValue

@@ -17,6 +17,20 @@ struct TokenOption: ParsableArguments {
     }
 }
 
+/// A job's hints on the command line.
+struct HintOptions: ParsableArguments {
+    @Flag(help: "The job needs low latency (DRAM).") var latencySensitive = false
+    @Option(help: "Maximum concurrent lambdas.") var lambdas: UInt32?
+    @Option(help: "Peak aggregate throughput, e.g. 2GB/s or 8Gb/s.") var throughput: ByteRate?
+    @Option(help: "Capacity, e.g. 10GiB.") var capacity: ByteSize?
+
+    var hints: JobHints {
+        JobHints(
+            latencySensitive: latencySensitive ? true : nil, maxLambdas: lambdas,
+            peakThroughput: throughput?.bytesPerSecond, capacity: capacity?.bytes)
+    }
+}
+
 /// A job opened by name, for the object commands.
 struct JobAccess: ParsableArguments {
     @OptionGroup var controller: ControllerOption
@@ -43,21 +57,15 @@ struct JobCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a job; its token is saved for you.")
 
         @Argument(help: "The job's name (its directory under the mount).") var name: String
-        @Flag(help: "The job needs low latency (DRAM).") var latencySensitive = false
-        @Option(help: "Maximum concurrent lambdas.") var lambdas: UInt32?
-        @Option(help: "Peak aggregate throughput, e.g. 2GB/s or 8Gb/s.") var throughput: ByteRate?
-        @Option(help: "Capacity, e.g. 10GiB.") var capacity: ByteSize?
+        @OptionGroup var hintOptions: HintOptions
         @Flag(help: "Print the token on standard output.") var printToken = false
         @OptionGroup var controller: ControllerOption
 
         func run() async throws {
             let client = try controller.client()
-            let hints = JobHints(
-                latencySensitive: latencySensitive ? true : nil, maxLambdas: lambdas,
-                peakThroughput: throughput?.bytesPerSecond, capacity: capacity?.bytes)
             let job: PocketJob
             do {
-                job = try await client.registerJob(name, hints: hints)
+                job = try await client.registerJob(name, hints: hintOptions.hints)
             } catch {
                 await client.close()
                 throw error

@@ -12,7 +12,7 @@ struct Pocket: AsyncParsableCommand {
         abstract: "Elastic ephemeral storage for serverless analytics.",
         subcommands: [
             Up.self, Mount.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self, List.self,
-            Remove.self, Status.self, BenchCommand.self,
+            Remove.self, Status.self, BenchCommand.self, SimulateCommand.self,
         ])
 }
 

@@ -7,10 +7,18 @@ extension Pocket {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the cluster's servers and jobs.")
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Show the controller's scaling decisions instead: time, action, pool, utilisation, reason.")
+        var events = false
         @OptionGroup var controller: ControllerOption
 
         func run() async throws {
             let client = try controller.client()
+            if events {
+                let result = await capture { try await client.call(ListEvents()) }
+                await client.close()
+                try printEvents(try result.get().events)
+                return
+            }
             let result = await capture { try await client.status() }
             await client.close()
             let status = try result.get()
@@ -38,12 +46,13 @@ extension Pocket {
                 ])
             }
             print(servers.render())
-            var jobs = TextTable(["JOB", "TIER", "THROUGHPUT", "CAPACITY", "COST/H", "WEIGHT MAP"])
+            var jobs = TextTable(["JOB", "TIER", "THROUGHPUT", "USED/CAPACITY", "COST/H", "WEIGHT MAP"])
             for job in status.jobs {
                 let map = job.weightMap.entries.map { "\($0.server):\(formatWeight($0.weight))" }.joined(separator: " ")
                 jobs.add([
                     job.name, "\(job.allocation.tier)" + (job.allocation.overcommitted ? "*" : ""),
-                    Units.formatRate(job.allocation.throughput), Units.formatSize(job.allocation.capacity),
+                    Units.formatRate(job.allocation.throughput),
+                    "\(Units.formatSize(job.usedBytes)) / \(Units.formatSize(job.allocation.capacity))",
                     Units.formatDollars(job.allocation.costPerHour), map,
                 ])
             }
@@ -52,6 +61,55 @@ extension Pocket {
                 print("* over-committed: the cluster could not give the whole allocation")
             }
         }
+    }
+}
+
+extension Pocket.Status {
+    func printEvents(_ events: [ScalingEvent]) throws {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(events.map(EventJSON.init)), as: UTF8.self))
+            return
+        }
+        guard !events.isEmpty else {
+            print("no scaling decisions yet")
+            return
+        }
+        let format = DateFormatter()
+        format.dateFormat = "HH:mm:ss.SSS"
+        var table = TextTable(["TIME", "ACTION", "POOL", "COUNT", "SERVERS", "UTILISATION", "REASON"])
+        for event in events {
+            let pool = event.kind == .metadata ? "metadata" : "\(event.tier) storage"
+            table.add([
+                format.string(from: Date(timeIntervalSince1970: Double(event.time) / 1000)), "\(event.action)", pool,
+                "\(event.count)", "\(event.servers)", "\(Int((event.utilisation * 100).rounded()))%", event.reason,
+            ])
+        }
+        print(table.render(), terminator: "")
+    }
+}
+
+/// One scaling decision in `pocket status --events --json`.
+struct EventJSON: Encodable {
+    var time_ms: Int64
+    var action: String
+    var kind: String
+    var tier: String
+    var count: UInt32
+    var servers: UInt32
+    var utilisation: Double
+    var reason: String
+
+    init(_ event: ScalingEvent) {
+        time_ms = event.time
+        action = "\(event.action)"
+        kind = "\(event.kind)"
+        tier = "\(event.tier)"
+        count = event.count
+        servers = event.servers
+        utilisation = event.utilisation
+        reason = event.reason
     }
 }
 
@@ -81,6 +139,7 @@ struct StatusJSON: Encodable {
         var tier: String
         var throughput_bytes_per_s: UInt64
         var capacity_bytes: UInt64
+        var used_bytes: UInt64
         var nodes: Double
         var cost_per_hour: Double
         var overcommitted: Bool
@@ -108,7 +167,7 @@ struct StatusJSON: Encodable {
             Job(
                 name: job.name, id: job.id, tier: "\(job.allocation.tier)",
                 throughput_bytes_per_s: job.allocation.throughput, capacity_bytes: job.allocation.capacity,
-                nodes: job.allocation.nodes, cost_per_hour: job.allocation.costPerHour,
+                used_bytes: job.usedBytes, nodes: job.allocation.nodes, cost_per_hour: job.allocation.costPerHour,
                 overcommitted: job.allocation.overcommitted,
                 weightmap: Dictionary(uniqueKeysWithValues: job.weightMap.entries.map { ("\($0.server)", $0.weight) }),
                 metadata: job.metadataAddress)
