@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libfuse3 (pkg-config fuse3); used by the FUSE front-end.
@@ -78,6 +79,18 @@ let package = Package(
             name: "PocketLocal",
             dependencies: ["PocketClient", "PocketController", .product(name: "Logging", package: "swift-log")]
         ),
+        // Starts storage and metadata servers as pods through the Kubernetes API.
+        .target(
+            name: "PocketKubernetes",
+            dependencies: [
+                "PocketController", "PocketProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // `pocket bench`: put/get load generation and latency statistics.
         .target(name: "PocketBench", dependencies: ["PocketClient"]),
         .executableTarget(
@@ -97,6 +110,18 @@ let package = Package(
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
         .testTarget(name: "PocketControllerTests", dependencies: ["PocketController", "PocketProtocol", "PocketTestSupport"]),
+        .testTarget(
+            name: "PocketKubernetesTests",
+            dependencies: [
+                "PocketKubernetes", "PocketController", "PocketProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [
