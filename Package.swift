@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // libfuse3 (pkg-config fuse3); used by the FUSE front-end.
@@ -80,13 +81,25 @@ let package = Package(
         ),
         // `pocket simulate`: the controller's policy and autoscaler against a simulated cluster.
         .target(name: "PocketSimulation", dependencies: ["PocketController", "PocketProtocol"]),
+        // Starts storage and metadata servers as pods through the Kubernetes API.
+        .target(
+            name: "PocketKubernetes",
+            dependencies: [
+                "PocketController", "PocketProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // `pocket bench`: put/get load generation and latency statistics.
         .target(name: "PocketBench", dependencies: ["PocketClient"]),
         .executableTarget(
             name: "pocket",
             dependencies: [
                 "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
-                "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE", "PocketSimulation",
+                "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE", "PocketSimulation", "PocketKubernetes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,6 +114,18 @@ let package = Package(
         .testTarget(
             name: "PocketControllerTests",
             dependencies: ["PocketController", "PocketProtocol", "PocketSimulation", "PocketTestSupport"]),
+        .testTarget(
+            name: "PocketKubernetesTests",
+            dependencies: [
+                "PocketKubernetes", "PocketController", "PocketProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [
