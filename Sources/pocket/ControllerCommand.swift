@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PocketController
+import PocketKubernetes
 import PocketLocal
 import PocketProtocol
 import PocketRPC
@@ -11,6 +12,8 @@ extension Pocket {
         static let configuration = CommandConfiguration(abstract: "Run the controller daemon.")
 
         @Option(help: "Address to listen on.") var listen = Endpoint(host: "127.0.0.1", port: 7070)
+        @Option(help: "Address the servers it starts reach it at (default: the bound --listen address).")
+        var advertise: Endpoint?
         @Option(help: "Block size for the cluster.") var blockSize = ByteSize(bytes: 64 << 10)
         @Option(help: "Objects up to this size are kept inline by metadata servers (one round trip).")
         var inlineLimit = ByteSize(bytes: 8 << 10)
@@ -56,9 +59,15 @@ extension Pocket {
                 settings: settings, scaling: scaling.scaling(provisioner), logger: logger)
             let server = try await RPCServer.bind(listen, handler: service, logger: logger)
             if scaling.enabled {
-                provisioner.target.withLock {
-                    $0 = LocalProvisioner(scaling.localOptions(controller: server.localAddress, log: log, blockSize: blockSize))
+                let address = advertise ?? server.localAddress
+                let made: any Provisioner
+                switch scaling.provisioner {
+                case .local:
+                    made = LocalProvisioner(scaling.localOptions(controller: address, log: log, blockSize: blockSize))
+                case .kubernetes:
+                    made = try KubernetesProvisioner(scaling.kubernetesConfiguration(controller: address), logger: logger)
                 }
+                provisioner.target.withLock { $0 = made }
             }
             logger.info("controller listening on \(server.localAddress)")
             try await daemon.run([server, service], address: server.localAddress, logger: logger)
@@ -66,8 +75,16 @@ extension Pocket {
     }
 }
 
+enum ProvisionerKind: String, ExpressibleByArgument, CaseIterable {
+    case local, kubernetes
+}
+
 /// How the controller starts, stops and sizes servers.
 struct ScalingOptions: ParsableArguments {
+    @Option(help: "How servers are started: local child processes, or pods through the Kubernetes API.")
+    var provisioner = ProvisionerKind.local
+    @Option(help: "Image of the server pods (--provisioner kubernetes).") var kubernetesImage: String?
+    @Option(help: "Namespace of the server pods (default: the service account's).") var kubernetesNamespace: String?
     @Option(
         help: ArgumentHelp(
             "Let the controller start storage servers of TIER with CAPACITY each, keeping MIN to MAX of them "
@@ -101,6 +118,9 @@ struct ScalingOptions: ParsableArguments {
         }
         guard scaleDownAfter >= 0, scaleCooldown >= 0 else { throw ValidationError("durations must not be negative") }
         if autoscale, !enabled { throw ValidationError("--autoscale needs --provision or --provision-metadata") }
+        if provisioner == .kubernetes, kubernetesImage == nil {
+            throw ValidationError("--provisioner kubernetes needs --kubernetes-image")
+        }
     }
 
     func scaling(_ provisioner: any Provisioner) -> ControllerService.Scaling? {
@@ -116,6 +136,15 @@ struct ScalingOptions: ParsableArguments {
         }
         if provisionMetadata { scaling.autoscaler.limits[.metadata] = minMetadataServers...maxMetadataServers }
         return scaling
+    }
+
+    func kubernetesConfiguration(controller: Endpoint) throws -> KubernetesProvisioner.Configuration {
+        var configuration = try KubernetesProvisioner.Configuration.inCluster(
+            image: kubernetesImage!, controllerAddress: controller.description,
+            capacities: Dictionary(provision.map { ($0.tier, $0.capacity) }) { $1 })
+        configuration.namespace = kubernetesNamespace
+        configuration.startsMetadataServers = provisionMetadata
+        return configuration
     }
 
     func localOptions(controller: Endpoint, log: LogOptions, blockSize: ByteSize) -> LocalProvisioner.Options {
@@ -160,9 +189,9 @@ struct ProvisionSpec: ExpressibleByArgument {
 
 /// A provisioner whose real one is set once the controller knows its own address.
 final class DeferredProvisioner: Provisioner {
-    let target = Mutex<LocalProvisioner?>(nil)
+    let target = Mutex<(any Provisioner)?>(nil)
 
-    private var provisioner: LocalProvisioner {
+    private var provisioner: any Provisioner {
         get throws {
             guard let provisioner = target.withLock({ $0 }) else {
                 throw PocketError(.unavailable, "the provisioner is not ready")
