@@ -101,6 +101,8 @@ let package = Package(
                 "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
                 "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE", "PocketSimulation", "PocketKubernetes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
