@@ -106,7 +106,10 @@ final class Written: Sendable {
             let before = try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount
             #expect(before > 0)
             try await job.put("after-drain", pattern(1 << 20, seed: 77))
-            #expect(try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount == before)
+            // (Blocks of uploads cancelled with the writers may still be leaving it, so "no more".)
+            if try await storage(client).first(where: { $0.id == newServer.id })?.state == .draining {
+                #expect(try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount <= before)
+            }
 
             // The data goes: the drained server holds nothing and is stopped, back to the minimum.
             try await client.deregisterJob(job)
