@@ -39,6 +39,7 @@ def run(args):
         mappers.append(subprocess.Popen(["awk", "-v", f"R={args.reducers}", "-v", f"dir={out}", program, path]))
     if any(p.wait() != 0 for p in mappers):
         sys.exit("a mapper failed")
+    mapped = time.time()
     reducers = []
     for r in range(args.reducers):
         scratch = os.path.join(args.target, f"tmp-{r}")
@@ -49,7 +50,8 @@ def run(args):
     if any(p.wait() != 0 for p in reducers):
         sys.exit("a reducer failed")
     elapsed = time.time() - began
-    print(json.dumps({"seconds": elapsed}), flush=True)
+    print(json.dumps({"seconds": elapsed, "map_seconds": mapped - began, "reduce_seconds": elapsed - (mapped - began)}),
+          flush=True)
     lines = lambda paths: sum(int(subprocess.run(["wc", "-l", p], capture_output=True, text=True).stdout.split()[0])
                               for p in paths)
     outputs = [os.path.join(args.target, f"out-{r}") for r in range(args.reducers)]

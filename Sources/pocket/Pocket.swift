@@ -19,10 +19,13 @@ struct Pocket: AsyncParsableCommand {
 
     /// Swift Concurrency's jobs run on NIO's event loops: a task awaiting a reply resumes on the
     /// loop that read it instead of waking a thread of another pool — two thread switches fewer
-    /// per round trip. Nothing here blocks a task's thread for long (file tiers use NIO's thread
-    /// pool; the FUSE loop has threads of its own).
+    /// per round trip (nothing here blocks a task's thread for long; file tiers use NIO's thread
+    /// pool). Not in the FUSE daemon: there sixteen kernel-request threads feed tasks that copy
+    /// block data, and two event loops doing that and the network measured 35% slower.
     static func main() async {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        if CommandLine.arguments.dropFirst().first != "mount" {
+            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
         await main(nil)
     }
 }
