@@ -14,7 +14,7 @@ struct Pocket: AsyncParsableCommand {
         abstract: "Elastic ephemeral storage for serverless analytics.",
         subcommands: [
             Up.self, Mount.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self, List.self,
-            Remove.self, Status.self, BenchCommand.self, SimulateCommand.self,
+            Remove.self, Status.self, BenchCommand.self, SoakCommand.self, SimulateCommand.self,
         ])
 
     /// Swift Concurrency's jobs run on NIO's event loops: a task awaiting a reply resumes on the

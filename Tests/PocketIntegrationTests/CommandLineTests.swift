@@ -131,6 +131,24 @@ import Testing
         #expect(result.errors.contains("ssd.node_capacity"))
     }
 
+    @Test func aShortSoakRunsCleanAndLeavesNothingBehind() async throws {
+        try await withCluster { cluster, client in
+            let home = try temporaryDirectory("soak")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let result = try pocket(
+                ["soak", "--clients", "50", "--duration", "3", "--json"], controller: cluster.controller.endpoint.description,
+                home: home)
+            #expect(result.status == 0, "\(result.output) \(result.errors)")
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            #expect(report["errors"] as? Int == 0)
+            #expect((report["operations"] as? Int ?? 0) > 100)
+            #expect(try await client.listJobs().isEmpty)
+            for server in cluster.storageServers {
+                #expect(try await ask(server.endpoint, StorageStats()).usedBytes == 0, "\(server.role)")
+            }
+        }
+    }
+
     @Test func benchReportsJSONAndCleansUp() async throws {
         try await withCluster { cluster, client in
             let home = try temporaryDirectory("bench")
