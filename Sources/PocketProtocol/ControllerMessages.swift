@@ -98,12 +98,21 @@ public struct Heartbeat: WireRequest, Hashable {
     public init(from buffer: inout ByteBuffer) throws {
         serverID = try buffer.readWire()
         stats = try ServerStats(from: &buffer)
-        placedBytes = try Dictionary(
-            buffer.readWireArray(minimumElementSize: 12) { (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self)) },
-            uniquingKeysWith: +)
-        jobBytes = try Dictionary(
-            buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) },
-            uniquingKeysWith: +)
+        placedBytes = try Self.uniqueKeys(
+            buffer.readWireArray(minimumElementSize: 12) { (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self)) })
+        jobBytes = try Self.uniqueKeys(
+            buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) })
+    }
+
+    /// A sender lists each key once; a repeated one is a malformed report (found by fuzzing: adding
+    /// repeats up overflowed).
+    private static func uniqueKeys<K: Hashable>(_ pairs: [(K, UInt64)]) throws -> [K: UInt64] {
+        var result: [K: UInt64] = [:]
+        result.reserveCapacity(pairs.count)
+        for (key, value) in pairs {
+            guard result.updateValue(value, forKey: key) == nil else { throw PocketError.malformed("key \(key) twice") }
+        }
+        return result
     }
 
     public func encode(into writer: inout WireWriter) {

@@ -106,7 +106,7 @@ public struct SetWeightMap: WireRequest, Hashable {
 }
 
 /// Stores a small object whole on the metadata server: one round trip.
-public struct PutInline: JobRequest {
+public struct PutInline: JobRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.putInline
 
@@ -167,7 +167,7 @@ public struct GetObject: JobRequest, Hashable {
 }
 
 /// An object's bytes (inline) or the blocks that hold them, in order.
-public struct ObjectLocation: WireMessage {
+public struct ObjectLocation: WireMessage, Hashable {
     public var size: UInt64
     public var blockSize: UInt32
     public var inline: ByteBuffer?

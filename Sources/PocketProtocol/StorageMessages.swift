@@ -2,11 +2,11 @@ import NIOCore
 
 // Messages served by storage servers. Block data travels as raw bytes after a length.
 
-public struct WriteBlocks: WireRequest {
+public struct WriteBlocks: WireRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.writeBlocks
 
-    public struct Block: Sendable {
+    public struct Block: Sendable, Hashable {
         public var id: BlockID
         public var data: ByteBuffer
         public init(id: BlockID, data: ByteBuffer) {
@@ -83,7 +83,7 @@ public struct ReadBlocks: WireRequest, Hashable {
 }
 
 /// The bytes of each requested range, in request order.
-public struct BlockData: WireMessage {
+public struct BlockData: WireMessage, Hashable {
     public var blocks: [ByteBuffer]
     public init(blocks: [ByteBuffer]) { self.blocks = blocks }
 

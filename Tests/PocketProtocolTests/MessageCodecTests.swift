@@ -43,6 +43,14 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
          RegisterServer(kind: .storage, tier: .hdd, address: "[::1]:80", capacityBytes: 5, throughput: 6)),
         ("RegisterServerReply", nil, RegisterServerReply(serverID: 1, blockSize: 65536, inlineLimit: 8192)),
         ("Heartbeat", Heartbeat.opcode, Heartbeat(serverID: 2, stats: stats)),
+        ("Heartbeat with reports", Heartbeat.opcode,
+         Heartbeat(serverID: 2, stats: stats, placedBytes: [3: 65536, 4: 1], jobBytes: [42: 7])),
+        ("ListEvents", ListEvents.opcode, ListEvents(since: 17)),
+        ("EventList", nil,
+         EventList(events: [
+            ScalingEvent(
+                time: 1, action: .drain, kind: .storage, tier: .ssd, count: 1, servers: 2, utilisation: 0.4, reason: "r")
+         ])),
         ("RegisterJob", RegisterJob.opcode, RegisterJob(name: "sort", hints: hints)),
         ("RegisterJob no hints", RegisterJob.opcode, RegisterJob(name: "x", hints: JobHints())),
         ("JobGrant", nil, JobGrant(jobID: 1, token: "t", metadataAddress: "a:1", blockSize: 2, inlineLimit: 3)),
@@ -244,5 +252,24 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
         #expect(frame.header.isResponse)
         #expect(frame.header.requestID == 5)
         #expect(frame.error == PocketError(.noSpace, "full"))
+    }
+
+    /// Found by fuzzing: a heartbeat repeating a key used to add the values up and overflow.
+    @Test func aHeartbeatRepeatingAKeyIsMalformed() throws {
+        var payload = ByteBuffer()
+        payload.writeInteger(ServerID(1))
+        var writer = WireWriter(header: FrameHeader(opcode: .heartbeat, requestID: 1))
+        ServerStats().encode(into: &writer)
+        var parts = writer.finish()
+        parts[0].moveReaderIndex(forwardBy: FrameHeader.size)
+        payload.writeBuffer(&parts[0])
+        payload.writeInteger(UInt32(2))
+        for _ in 0..<2 {
+            payload.writeInteger(ServerID(3))
+            payload.writeInteger(UInt64.max)
+        }
+        payload.writeInteger(UInt32(0))
+        let frame = Frame(header: FrameHeader(opcode: .heartbeat, requestID: 1), payload: payload)
+        #expect { try frame.decode(Heartbeat.self) } throws: { ($0 as? PocketError)?.code == .malformed }
     }
 }
