@@ -110,6 +110,8 @@ let package = Package(
         // Helpers shared by the test targets.
         .target(name: "PocketTestSupport", path: "Tests/PocketTestSupport"),
         .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"]),
+        .testTarget(
+            name: "PocketRPCTests", dependencies: ["PocketRPC", .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),

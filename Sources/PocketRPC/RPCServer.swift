@@ -13,6 +13,8 @@ public final class RPCServer: Service, Sendable {
         public var maxConnections = 4096
         /// A connection that sends nothing for this long is closed.
         public var idleTimeout: TimeAmount = .minutes(10)
+        /// A connection whose frame, once begun, is not whole this long after is closed.
+        public var frameTimeout: TimeAmount = .seconds(30)
         public init() {}
     }
 
@@ -45,6 +47,7 @@ public final class RPCServer: Service, Sendable {
                     }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
+                    try sync.addHandler(FrameDeadlineHandler(timeout: configuration.frameTimeout))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: configuration.maxFrameSize)))
                     try sync.addHandler(
                         ServerConnectionHandler(

@@ -99,7 +99,8 @@ import Testing
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 1)
             }
-            #expect(ContinuousClock.now - start < .seconds(3))
+            // Refused at once; the bound leaves room for a machine busy with the rest of the suite.
+            #expect(ContinuousClock.now - start < .seconds(10))
             #expect(error?.code == .unavailable)
             #expect(error?.message.contains("http://127.0.0.1:\(port) unreachable") == true)
         }
@@ -113,7 +114,8 @@ import Testing
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 2)
             }
-            #expect(ContinuousClock.now - start < .seconds(3))
+            // 500 ms per request; the bound only tells a timeout from a hang on a busy machine.
+            #expect(ContinuousClock.now - start < .seconds(10))
             #expect(error?.code == .timedOut)
             #expect(error?.message.contains("did not answer POST /api/v1/namespaces/pocket/pods") == true)
             #expect(harness.fake.requests.count == 2, "the requests arrived; only the answers never came")
