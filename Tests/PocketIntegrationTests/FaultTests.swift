@@ -92,6 +92,29 @@ import Testing
         }
     }
 
+    @Test func theDataPathKeepsWorkingWithoutTheController() async throws {
+        try await withCluster { cluster, client in
+            let job = try await client.registerJob("orphan")
+            try await job.put("before", pattern(3 << 20, seed: 1))
+            cluster.controller.signal(SIGKILL)
+            await cluster.controller.waitUntilExit()
+            // Clients talk to metadata and storage servers directly: puts, gets, lists and deletes
+            // go on while the controller is gone.
+            for index in 0..<5 {
+                try await job.put("during/\(index)", pattern(1 << 20 + index, seed: UInt64(index)))
+                try await job.put("small/\(index)", pattern(100, seed: UInt64(index)))
+            }
+            #expect(try await job.get("before") == pattern(3 << 20, seed: 1))
+            for index in 0..<5 {
+                #expect(try await job.get("during/\(index)") == pattern(1 << 20 + index, seed: UInt64(index)))
+            }
+            #expect(try await job.list("during/").count == 5)
+            try await job.delete("before")
+            // Asking the controller itself fails clearly rather than hanging.
+            await #expect { try await client.status() } throws: { errorCode($0) == .unavailable }
+        }
+    }
+
     @Test func readsFromAKilledStorageServerFailWithinSeconds() async throws {
         try await withCluster { cluster, client in
             let job = try await client.registerJob("victim")
