@@ -115,6 +115,30 @@ import Testing
         }
     }
 
+    @Test func aDeadMetadataServersJobsGetAClearErrorNotAHang() async throws {
+        try await withCluster { cluster, client in
+            let job = try await client.registerJob("headless")
+            try await job.put("object", pattern(2 << 20, seed: 1))
+            let metadata = cluster.metadataServers[0]
+            metadata.signal(SIGKILL)
+            await metadata.waitUntilExit()
+            let started = ContinuousClock.now
+            await #expect { try await job.get("object") } throws: { errorCode($0) == .unavailable }
+            await #expect { try await job.put("new", pattern(100, seed: 2)) } throws: { errorCode($0) == .unavailable }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            // The controller still answers, and marks the server dead.
+            let deadline = ContinuousClock.now + .seconds(8)
+            var dead = false
+            while !dead, ContinuousClock.now < deadline {
+                dead = try await client.status().servers.contains {
+                    $0.address == metadata.endpoint.description && $0.state == .dead
+                }
+                if !dead { try await Task.sleep(for: .milliseconds(200)) }
+            }
+            #expect(dead)
+        }
+    }
+
     @Test func readsFromAKilledStorageServerFailWithinSeconds() async throws {
         try await withCluster { cluster, client in
             let job = try await client.registerJob("victim")
