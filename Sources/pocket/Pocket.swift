@@ -21,7 +21,7 @@ struct Pocket: AsyncParsableCommand {
     /// loop that read it instead of waking a thread of another pool — two thread switches fewer
     /// per round trip (nothing here blocks a task's thread for long; file tiers use NIO's thread
     /// pool). Not in the FUSE daemon: there sixteen kernel-request threads feed tasks that copy
-    /// block data, and two event loops doing that and the network measured 35% slower.
+    /// block data, and two event loops doing that and the network measured about a third slower.
     static func main() async {
         if CommandLine.arguments.dropFirst().first != "mount" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
