@@ -43,8 +43,13 @@ public enum Bench {
 
     /// The deterministic contents of object `index`, so reads can be checked.
     static func contents(index: Int, size: Int) -> ByteBuffer {
+        contents(size: size, seed: UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// `size` bytes of xorshift output from `seed`: cheap to make, different for every seed.
+    static func contents(size: Int, seed: UInt64) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: size)
-        var state = UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15 | 1
+        var state = seed | 1
         // Straight into the buffer's memory: a write call per word is slow in debug builds.
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
             let words = raw.bindMemory(to: UInt64.self)

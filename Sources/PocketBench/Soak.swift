@@ -96,13 +96,13 @@ public enum Soak {
                 case .put:
                     let size = options.sizes[Int(random.next() % UInt64(options.sizes.count))]
                     let seed = random.next()
-                    try await job.put(name, contents(size: size, seed: seed))
+                    try await job.put(name, Bench.contents(size: size, seed: seed))
                     holds[key] = (size, seed)
                 case .get:
                     do {
                         let data = try await job.get(name)
                         if let held = holds[key] {
-                            if data != contents(size: held.size, seed: held.seed) {
+                            if data != Bench.contents(size: held.size, seed: held.seed) {
                                 record(PocketError(.io, "read back different bytes"), "get \(name)")
                             }
                         } else {
@@ -123,24 +123,6 @@ public enum Soak {
             }
         }
         return tally
-    }
-
-    /// The deterministic bytes of one write.
-    static func contents(size: Int, seed: UInt64) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: size)
-        var state = seed | 1
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            for index in 0..<size {
-                if index % 8 == 0 {
-                    state ^= state << 13
-                    state ^= state >> 7
-                    state ^= state << 17
-                }
-                raw[index] = UInt8(truncatingIfNeeded: state >> ((index % 8) * 8))
-            }
-            return size
-        }
-        return buffer
     }
 }
 
