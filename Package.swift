@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "PocketIntegrationTests",
             dependencies: [
-                "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal", "PocketTestSupport",
+                "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal", "PocketBench", "PocketTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -47,7 +47,7 @@ public enum Bench {
     }
 
     /// `size` bytes of xorshift output from `seed`: cheap to make, different for every seed.
-    static func contents(size: Int, seed: UInt64) -> ByteBuffer {
+    public static func contents(size: Int, seed: UInt64) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: size)
         var state = seed | 1
         // Straight into the buffer's memory: a write call per word is slow in debug builds.

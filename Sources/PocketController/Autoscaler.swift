@@ -28,9 +28,9 @@ public struct ServerLoad: Hashable, Sendable {
     public var capacity: Double = 0
     /// What jobs' allocations reserve against the declared throughput or capacity (the larger).
     public var allocation: Double = 0
-    /// Declared throughput and capacity, to sum a pool's totals.
-    public var throughput: Double = 0
-    public var bytes: Double = 0
+    /// Declared throughput (bytes/s) and capacity (bytes), to weigh servers in a pool's totals.
+    public var declaredThroughput: Double = 0
+    public var declaredCapacity: Double = 0
 
     public init(id: ServerID) { self.id = id }
 }
@@ -54,10 +54,11 @@ public struct PoolLoad: Sendable {
     public var utilisation: (value: Double, resource: String) {
         guard !active.isEmpty else { return (0, "none") }
         let cpu = active.reduce(0) { $0 + $1.cpu } / Double(active.count)
-        let throughput = active.reduce(0) { $0 + $1.throughput }
-        let network = throughput > 0 ? active.reduce(0) { $0 + $1.network * $1.throughput } / throughput : 0
-        let size = active.reduce(0) { $0 + $1.bytes }
-        let capacity = size > 0 ? active.reduce(0) { $0 + $1.capacity * $1.bytes } / size : 0
+        let throughput = active.reduce(0) { $0 + $1.declaredThroughput }
+        let network =
+            throughput > 0 ? active.reduce(0) { $0 + $1.network * $1.declaredThroughput } / throughput : 0
+        let size = active.reduce(0) { $0 + $1.declaredCapacity }
+        let capacity = size > 0 ? active.reduce(0) { $0 + $1.capacity * $1.declaredCapacity } / size : 0
         return [(cpu, "cpu"), (network, "network"), (capacity, "capacity")].max { $0.0 < $1.0 }!
     }
 

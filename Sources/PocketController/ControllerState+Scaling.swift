@@ -23,20 +23,20 @@ extension ControllerState {
             var load = ServerLoad(id: server.id)
             let stats = server.stats
             load.cpu = stats.cpu
-            load.throughput = Double(server.throughput)
-            load.bytes = Double(stats.capacityBytes)
+            load.declaredThroughput = Double(server.throughput)
+            load.declaredCapacity = Double(stats.capacityBytes)
             if server.throughput > 0 {
                 load.network = Double(stats.bytesInPerSecond + stats.bytesOutPerSecond) / Double(server.throughput)
             }
             if stats.capacityBytes > 0 { load.capacity = Double(stats.usedBytes) / Double(stats.capacityBytes) }
             if let held = reserved[server.id] {
                 load.allocation = max(
-                    held.throughput / max(Double(server.throughput), 1), held.capacity / max(load.bytes, 1))
+                    held.throughput / max(Double(server.throughput), 1), held.capacity / max(load.declaredCapacity, 1))
             }
             if server.kind == .metadata {
                 // A metadata server's load is its CPU and its share of jobs, not bytes on the wire.
                 load.network = 0
-                load.throughput = 0
+                load.declaredThroughput = 0
             }
             var entry = pools[pool] ?? PoolLoad(pool: pool, active: [])
             if server.state == .draining { entry.draining.append(load) } else { entry.active.append(load) }

@@ -279,11 +279,6 @@ public struct ControllerState: Sendable {
         return repaired
     }
 
-    /// How many storage servers are active or coming (the provisioner's limit counts them all).
-    public var storageServerCount: Int {
-        servers.values.filter { $0.info.kind == .storage && $0.info.state != .dead }.count
-    }
-
     public var status: ClusterStatus {
         ClusterStatus(
             blockSize: settings.blockSize,

@@ -46,9 +46,6 @@ public final class LocalProvisioner: Provisioner {
 
     public var startsMetadataServers: Bool { options.startsMetadataServers }
 
-    /// The servers it started that still run.
-    public var processes: [LocalProcess] { started.withLock { $0 } }
-
     public func launch(_ kind: ServerKind, tier: Tier, count: Int) async throws {
         let arguments = try self.arguments(kind, tier: tier)
         try FileManager.default.createDirectory(at: options.workDirectory, withIntermediateDirectories: true)

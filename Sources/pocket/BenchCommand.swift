@@ -47,9 +47,7 @@ struct BenchCommand: AsyncParsableCommand {
         await client.close()
         let result = try outcome.get()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try printJSON(result)
         } else {
             print(
                 "\(result.op) \(Units.formatSize(UInt64(result.size))) × \(result.count), concurrency \(result.concurrency): "

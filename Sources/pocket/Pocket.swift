@@ -30,6 +30,13 @@ struct Pocket: AsyncParsableCommand {
     }
 }
 
+/// Prints `value` as JSON on one line, or indented with `pretty`; keys sorted, so output is stable.
+func printJSON<T: Encodable>(_ value: T, pretty: Bool = false) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 /// Where the controller is: `--controller`, else `POCKET_CONTROLLER`, else 127.0.0.1:7070.
 struct ControllerOption: ParsableArguments {
     @Option(name: .long, help: "Controller address HOST:PORT (default $POCKET_CONTROLLER or 127.0.0.1:7070).")

@@ -37,9 +37,7 @@ struct SoakCommand: AsyncParsableCommand {
         await client.close()
         let report = try outcome.get()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(
                 "\(report.clients) clients, \(Int(report.seconds)) s: \(report.operations) operations "

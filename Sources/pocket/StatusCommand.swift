@@ -23,9 +23,7 @@ extension Pocket {
             await client.close()
             let status = try result.get()
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(StatusJSON(status)), as: UTF8.self))
+                try printJSON(StatusJSON(status), pretty: true)
                 return
             }
             var servers = TextTable([
@@ -67,9 +65,7 @@ extension Pocket {
 extension Pocket.Status {
     func printEvents(_ events: [ScalingEvent]) throws {
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(events.map(EventJSON.init)), as: UTF8.self))
+            try printJSON(events.map(EventJSON.init), pretty: true)
             return
         }
         guard !events.isEmpty else {

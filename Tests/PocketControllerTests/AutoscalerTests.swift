@@ -19,8 +19,8 @@ import Testing
         func server(_ id: Int) -> ServerLoad {
             var load = ServerLoad(id: ServerID(id))
             load.network = network
-            load.throughput = 1e9
-            load.bytes = 1e9
+            load.declaredThroughput = 1e9
+            load.declaredCapacity = 1e9
             load.allocation = allocation
             return load
         }

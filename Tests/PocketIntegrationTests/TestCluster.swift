@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import PocketBench
 import PocketClient
 import PocketLocal
 import PocketProtocol
@@ -71,20 +72,7 @@ func ask<R: WireRequest>(_ endpoint: Endpoint, _ request: R) async throws -> R.R
 
 /// Bytes that differ from object to object: a failed copy or a misplaced block shows.
 func pattern(_ size: Int, seed: UInt64) -> ByteBuffer {
-    var buffer = ByteBufferAllocator().buffer(capacity: size)
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-        let words = raw.bindMemory(to: UInt64.self)
-        for index in 0..<(size / 8) {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            words[index] = state
-        }
-        for index in (size / 8 * 8)..<size { raw[index] = UInt8(truncatingIfNeeded: state >> (index % 8)) }
-        return size
-    }
-    return buffer
+    Bench.contents(size: size, seed: seed &* 0x9E37_79B9_7F4A_7C15)
 }
 
 func errorCode(_ error: any Error) -> PocketError.Code? {
