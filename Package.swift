@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // libfuse3 (pkg-config fuse3); used by the FUSE front-end.
@@ -40,20 +41,25 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The cluster key, and block capabilities signed and checked with it (HMAC-SHA256).
+        .target(
+            name: "PocketSecurity",
+            dependencies: ["PocketProtocol", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(
             name: "PocketStorage",
             dependencies: [
-                "PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log"),
+                "PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
             name: "PocketMetadata",
-            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PocketController",
-            dependencies: ["PocketProtocol", "PocketRPC", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PocketClient",
@@ -77,7 +83,9 @@ let package = Package(
         // Runs a cluster as child processes on this machine (`pocket up`, the local provisioner).
         .target(
             name: "PocketLocal",
-            dependencies: ["PocketClient", "PocketController", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "PocketClient", "PocketController", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // `pocket simulate`: the controller's policy and autoscaler against a simulated cluster.
         .target(name: "PocketSimulation", dependencies: ["PocketController", "PocketProtocol"]),
@@ -100,6 +108,7 @@ let package = Package(
             dependencies: [
                 "PocketProtocol", "PocketRPC", "PocketStorage", "PocketMetadata", "PocketController",
                 "PocketClient", "PocketLocal", "PocketBench", "PocketFUSE", "PocketSimulation", "PocketKubernetes",
+                "PocketSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -112,9 +121,11 @@ let package = Package(
         .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"]),
         .testTarget(
             name: "PocketRPCTests", dependencies: ["PocketRPC", .product(name: "NIOEmbedded", package: "swift-nio")]),
-        .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol"]),
+        .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol", "PocketSecurity"]),
+        .testTarget(name: "PocketSecurityTests", dependencies: ["PocketSecurity", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
-        .testTarget(name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol"]),
+        .testTarget(
+            name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol", "PocketSecurity"]),
         .testTarget(
             name: "PocketControllerTests",
             dependencies: ["PocketController", "PocketProtocol", "PocketSimulation", "PocketTestSupport"]),
@@ -134,6 +145,7 @@ let package = Package(
             name: "PocketIntegrationTests",
             dependencies: [
                 "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal", "PocketBench", "PocketTestSupport",
+                "PocketSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

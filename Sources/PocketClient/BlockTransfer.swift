@@ -4,20 +4,27 @@ import PocketRPC
 import Synchronization
 
 /// Moves a job's blocks to and from storage servers: batched per server, many requests in flight,
-/// reads delivered in order with bounded read-ahead.
+/// every copy written, reads delivered in order with bounded read-ahead and served by a block's
+/// next copy when a server fails.
 final class BlockTransfer: Sendable {
-    private let job: JobID
+    private let auth: JobAuth
+    private var job: JobID { auth.job }
     private let metadata: Endpoint
     private let metadataConnections: ConnectionPool
     private let storageConnections: ConnectionPool
     private let configuration: PocketClient.Configuration
-    private let directory = Mutex<[ServerID: Endpoint]>([:])
+    private let directory = Mutex<[ServerID: StorageServerEntry]>([:])
+    /// Servers that failed a read lately, tried last for a while (until the controller's verdict
+    /// reaches the table, or they answer again).
+    private let suspects = Mutex<[ServerID: ContinuousClock.Instant]>([:])
+    static let suspicion = Duration.seconds(5)
+    let capabilities = CapabilityCache()
 
     init(
-        job: JobID, metadata: Endpoint, metadataConnections: ConnectionPool, storageConnections: ConnectionPool,
+        auth: JobAuth, metadata: Endpoint, metadataConnections: ConnectionPool, storageConnections: ConnectionPool,
         configuration: PocketClient.Configuration
     ) {
-        self.job = job
+        self.auth = auth
         self.metadata = metadata
         self.metadataConnections = metadataConnections
         self.storageConnections = storageConnections
@@ -26,8 +33,14 @@ final class BlockTransfer: Sendable {
 
     // MARK: Writing
 
+    /// Writes every copy of each block; fails unless all copies are written.
     func write(_ blocks: [(BlockRef, ByteBuffer)]) async throws {
-        let batches = Self.batches(of: blocks, by: { $0.0.server }, size: configuration.batchBlocks)
+        var copies: [(server: ServerID, id: BlockID, data: ByteBuffer)] = []
+        copies.reserveCapacity(blocks.count)
+        for (block, data) in blocks {
+            for server in block.servers { copies.append((server, block.id, data)) }
+        }
+        let batches = Self.batches(of: copies, by: { $0.server }, size: configuration.batchBlocks)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var inFlight = 0
             for batch in batches {
@@ -42,16 +55,49 @@ final class BlockTransfer: Sendable {
         }
     }
 
-    private func writeBatch(_ batch: [(BlockRef, ByteBuffer)]) async throws {
-        let server = batch[0].0.server
-        let request = WriteBlocks(jobID: job, blocks: batch.map { WriteBlocks.Block(id: $0.0.id, data: $0.1) })
+    private func writeBatch(_ batch: [(server: ServerID, id: BlockID, data: ByteBuffer)]) async throws {
+        let server = batch[0].server
+        let ids = batch.map(\.id)
+        var request = WriteBlocks(
+            jobID: job, capabilities: try await writeCapabilities(ids),
+            blocks: batch.map { WriteBlocks.Block(id: $0.id, data: $0.data) })
         do {
-            _ = try await storageConnections.call(try await endpoint(of: server), request)
-        } catch let error as PocketError where error.code == .noSpace {
+            let endpoint = try await endpoint(of: server)
+            do {
+                _ = try await storageConnections.call(endpoint, request)
+            } catch let error as PocketError where error.code == .unauthorized {
+                // Signed before a restart of the cluster key, or lapsed on a slow path: ask again once.
+                request.capabilities = [try await authorize(.write, ids.min()!...ids.max()!)]
+                _ = try await storageConnections.call(endpoint, request)
+            }
+        } catch let error as PocketError where error.code == .noSpace || error.code == .unauthorized {
             throw error
         } catch {
             throw PocketError(.io, "writing \(batch.count) blocks to storage server \(server): \(error)")
         }
+    }
+
+    // MARK: Capabilities
+
+    /// Keeps the capability a metadata reply carried.
+    func remember(_ capability: Capability?) {
+        capabilities.remember(capability)
+    }
+
+    private func writeCapabilities(_ ids: [BlockID]) async throws -> [Capability] {
+        if let held = capabilities.write(ids) { return held }
+        return [try await authorize(.write, ids.min()!...ids.max()!)]
+    }
+
+    private func readCapability(upTo highest: BlockID) async throws -> Capability {
+        if let held = capabilities.read(upTo: highest) { return held }
+        return try await authorize(.read, 1...highest)
+    }
+
+    private func authorize(_ rights: Capability.Rights, _ blocks: ClosedRange<BlockID>) async throws -> Capability {
+        let capability = try await metadataConnections.call(metadata, AuthorizeBlocks(auth: auth, rights: rights, blocks: blocks))
+        capabilities.remember(capability)
+        return capability
     }
 
     // MARK: Reading
@@ -99,70 +145,140 @@ final class BlockTransfer: Sendable {
     }
 
     /// Reads pieces of blocks, one request per server, all servers at once; returns them in order.
+    /// Pieces a server fails to return are asked of the block's next copy; a block whose every
+    /// copy failed is an I/O error.
     func read(_ pieces: [Piece]) async throws -> [ByteBuffer] {
         var result = [ByteBuffer](repeating: ByteBuffer(), count: pieces.count)
-        var byServer: [ServerID: [Int]] = [:]
+        var pending: [Int] = []
+        var highest: BlockID = 0
         for (index, piece) in pieces.enumerated() {
             if piece.block.isHole {
                 result[index] = ByteBuffer(repeating: 0, count: piece.length)
             } else if piece.length > 0 {
-                byServer[piece.block.server, default: []].append(index)
+                pending.append(index)
+                highest = max(highest, piece.block.id)
             }
         }
-        try await withThrowingTaskGroup(of: [(Int, ByteBuffer)].self) { group in
-            for (server, indices) in byServer {
-                group.addTask {
-                    let request = ReadBlocks(
-                        jobID: self.job,
-                        ranges: indices.map {
-                            BlockRange(
-                                id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset),
-                                length: UInt32(pieces[$0].length))
-                        })
-                    let reply: BlockData
-                    do {
-                        reply = try await self.storageConnections.call(try await self.endpoint(of: server), request)
-                    } catch {
-                        throw PocketError(.io, "reading \(indices.count) blocks from storage server \(server): \(error)")
-                    }
-                    guard reply.blocks.count == indices.count else {
-                        throw PocketError(.io, "storage server \(server) returned \(reply.blocks.count) of \(indices.count) blocks")
-                    }
-                    return Array(zip(indices, reply.blocks))
+        guard !pending.isEmpty else { return result }
+        let capability = try await readCapability(upTo: highest)
+        var order = try await readingOrder(pieces, pending)
+        var failures: [ServerID: any Error] = [:]
+        while !pending.isEmpty {
+            var byServer: [ServerID: [Int]] = [:]
+            for index in pending {
+                guard let server = order[index]?.first else {
+                    let reasons = pieces[index].block.servers.map { "server \($0): \(failures[$0].map { "\($0)" } ?? "dead")" }
+                    throw PocketError(
+                        .io, "no copy of block \(pieces[index].block.id) could be read (\(reasons.joined(separator: "; ")))")
                 }
+                byServer[server, default: []].append(index)
             }
-            for try await answers in group {
-                for (index, data) in answers {
-                    let wanted = pieces[index].length
-                    guard data.readableBytes <= wanted else {
-                        throw PocketError(.io, "block \(pieces[index].block.id) returned more bytes than asked")
-                    }
-                    if data.readableBytes == wanted {
-                        result[index] = data
-                    } else {
-                        var padded = data
-                        padded.writeRepeatingByte(0, count: wanted - data.readableBytes)
-                        result[index] = padded
+            pending = []
+            let answers = await withTaskGroup(of: (ServerID, [Int], Result<BlockData, any Error>).self) { group in
+                for (server, indices) in byServer {
+                    group.addTask {
+                        let request = ReadBlocks(
+                            jobID: self.job, capabilities: [capability],
+                            ranges: indices.map {
+                                BlockRange(
+                                    id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset),
+                                    length: UInt32(pieces[$0].length))
+                            })
+                        do {
+                            let endpoint = try await self.endpoint(of: server)
+                            return (server, indices, .success(try await self.storageConnections.call(endpoint, request)))
+                        } catch {
+                            return (server, indices, .failure(error))
+                        }
                     }
                 }
+                return await group.reduce(into: []) { $0.append($1) }
             }
+            for (server, indices, answer) in answers {
+                switch answer {
+                case .success(let reply) where reply.blocks.count == indices.count:
+                    for (index, data) in zip(indices, reply.blocks) {
+                        result[index] = try Self.fitted(data, to: pieces[index])
+                    }
+                case .success(let reply):
+                    failures[server] = PocketError(.io, "returned \(reply.blocks.count) of \(indices.count) blocks")
+                    fallthrough
+                case .failure:
+                    if case .failure(let error) = answer { failures[server] = error }
+                    for index in indices { order[index]?.removeFirst() }
+                    pending += indices
+                }
+            }
+        }
+        if !failures.isEmpty {
+            let now = ContinuousClock.now
+            suspects.withLock { suspects in
+                for server in failures.keys { suspects[server] = now }
+            }
+            _ = try? await refreshDirectory()
         }
         return result
+    }
+
+    /// Each pending piece's servers in the order to try them: the block's own order, servers the
+    /// table calls dead or that failed lately last.
+    private func readingOrder(_ pieces: [Piece], _ pending: [Int]) async throws -> [Int: [ServerID]] {
+        let states = try await serverStates()
+        let now = ContinuousClock.now
+        let suspected = suspects.withLock { suspects in
+            suspects = suspects.filter { now - $0.value < Self.suspicion }
+            return Set(suspects.keys)
+        }
+        var order: [Int: [ServerID]] = [:]
+        for index in pending {
+            let servers = pieces[index].block.servers
+            if servers.count == 1 {
+                order[index] = servers
+                continue
+            }
+            let doubtful = servers.filter { states[$0] == .dead || suspected.contains($0) }
+            order[index] = servers.filter { !doubtful.contains($0) } + doubtful
+        }
+        return order
+    }
+
+    /// A block's bytes sized to the piece: a stored block shorter than the range (a file grown past
+    /// it) is extended with zeros; one longer than asked is refused.
+    private static func fitted(_ data: ByteBuffer, to piece: Piece) throws -> ByteBuffer {
+        guard data.readableBytes <= piece.length else {
+            throw PocketError(.io, "block \(piece.block.id) returned more bytes than asked")
+        }
+        if data.readableBytes == piece.length { return data }
+        var padded = data
+        padded.writeRepeatingByte(0, count: piece.length - data.readableBytes)
+        return padded
     }
 
     // MARK: Servers
 
     /// The address of a storage server, from the metadata server's table (refreshed on a miss).
     func endpoint(of server: ServerID) async throws -> Endpoint {
-        if let known = directory.withLock({ $0[server] }) { return known }
-        let table = try await metadataConnections.call(metadata, GetServers())
-        var entries: [ServerID: Endpoint] = [:]
-        for entry in table.servers { entries[entry.id] = try Endpoint(parsing: entry.address) }
-        directory.withLock { $0 = entries }
-        guard let endpoint = entries[server] else {
+        if let known = directory.withLock({ $0[server] }) { return try Endpoint(parsing: known.address) }
+        guard let entry = try await refreshDirectory()[server] else {
             throw PocketError(.io, "storage server \(server) is not in the cluster")
         }
-        return endpoint
+        return try Endpoint(parsing: entry.address)
+    }
+
+    /// Servers' states as last heard; the table is fetched when none is known yet.
+    private func serverStates() async throws -> [ServerID: ServerState] {
+        var entries = directory.withLock { $0 }
+        if entries.isEmpty { entries = try await refreshDirectory() }
+        return entries.mapValues(\.state)
+    }
+
+    /// The metadata server's table, which the controller keeps current.
+    @discardableResult
+    func refreshDirectory() async throws -> [ServerID: StorageServerEntry] {
+        let table = try await metadataConnections.call(metadata, GetServers())
+        let entries = Dictionary(table.servers.map { ($0.id, $0) }) { _, last in last }
+        directory.withLock { $0 = entries }
+        return entries
     }
 
     /// Groups items by server, keeping their order, in batches of at most `size`.

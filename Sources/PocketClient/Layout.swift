@@ -6,7 +6,9 @@ import PocketProtocol
 extension PocketJob {
     /// Where the bytes of `key` are now.
     public func layout(_ key: String) async throws -> ObjectLocation {
-        try await call(GetObject(auth: auth, path: key))
+        let location = try await call(GetObject(auth: auth, path: key))
+        transfer.remember(location.capability)
+        return location
     }
 
     /// Bytes `offset..<offset+length` of a file with `blocks` and `size` (clipped to the size).

@@ -39,6 +39,7 @@ extension PocketJob {
         _ key: String, deleteAfterRead: Bool = false, _ consume: (ByteBuffer) async throws -> Void
     ) async throws {
         let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
+        transfer.remember(location.capability)
         if let inline = location.inline {
             if inline.readableBytes > 0 { try await consume(inline) }
             return

@@ -23,7 +23,7 @@ public final class PocketJob: Sendable {
         blockSize = Int(grant.blockSize)
         inlineLimit = Int(grant.inlineLimit)
         transfer = BlockTransfer(
-            job: grant.jobID, metadata: metadata, metadataConnections: client.metadataConnections,
+            auth: JobAuth(job: grant.jobID, token: grant.token), metadata: metadata, metadataConnections: client.metadataConnections,
             storageConnections: client.storageConnections, configuration: client.configuration)
     }
 
@@ -66,6 +66,7 @@ public final class PocketJob: Sendable {
     /// The object at `key`. With `deleteAfterRead` the object is deleted once it has been read whole.
     public func get(_ key: String, deleteAfterRead: Bool = false) async throws -> ByteBuffer {
         let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
+        transfer.remember(location.capability)
         if let inline = location.inline { return inline }
         var result = ByteBufferAllocator().buffer(capacity: Int(location.size))
         try await transfer.read(location) { chunk in
@@ -107,7 +108,9 @@ public final class PocketJob: Sendable {
         do {
             while blocks.count < count {
                 let chunk = UInt32(min(count - blocks.count, Int(AllocateBlocks.maxCount)))
-                blocks += try await call(AllocateBlocks(auth: auth, count: chunk)).blocks
+                let reserved = try await call(AllocateBlocks(auth: auth, count: chunk))
+                transfer.remember(reserved.capability)
+                blocks += reserved.blocks
             }
         } catch {
             await abort(blocks)

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import PocketProtocol
 import PocketRPC
+import PocketSecurity
 import ServiceLifecycle
 import Synchronization
 
@@ -31,9 +32,14 @@ public final class ControllerService: RequestHandler, Service {
     /// Placements that may launch servers run one at a time, so two jobs do not both launch for
     /// the same shortfall.
     private let placements = SerialQueue()
+    /// Signs what the controller asks of metadata servers.
+    let signer: CapabilitySigner
 
-    public init(settings: ControllerState.Settings = .init(), scaling: Scaling? = nil, logger: Logger) {
+    public init(
+        settings: ControllerState.Settings = .init(), scaling: Scaling? = nil, key: ClusterKey, logger: Logger
+    ) {
         state = Mutex(ControllerState(settings: settings))
+        signer = CapabilitySigner(key: key)
         self.scaling = scaling
         autoscaler = Mutex(Autoscaler(settings: scaling?.autoscaler ?? .init()))
         self.logger = logger
@@ -95,10 +101,12 @@ public final class ControllerService: RequestHandler, Service {
         do {
             // The metadata server gets the storage table first, so the job's first allocation
             // already knows every server of its weight map.
-            try await metadataCall(job.info.metadataAddress, state.withLock { $0.storageTable })
+            try await metadataCall(job.info.metadataAddress, signedTable(state.withLock { $0.storageTable }))
             try await metadataCall(
                 job.info.metadataAddress,
-                AssignJob(jobID: job.info.id, name: job.info.name, token: job.token, weightMap: job.info.weightMap))
+                AssignJob(
+                    capability: signer.control(job: job.info.id), jobID: job.info.id, name: job.info.name,
+                    token: job.token, hints: job.info.hints, weightMap: job.info.weightMap))
         } catch {
             state.withLock { $0.forget(request.name) }
             throw PocketError(.unavailable, "metadata server \(job.info.metadataAddress) did not take the job: \(error)")
@@ -114,7 +122,7 @@ public final class ControllerService: RequestHandler, Service {
 
     private func deregisterJob(_ credentials: JobCredentials) async throws -> Empty {
         let job = try state.withLock { try $0.authorize(credentials) }
-        let reply = try await metadataCall(job.info.metadataAddress, DropJob(jobID: job.info.id))
+        let reply = try await metadataCall(job.info.metadataAddress, DropJob(capability: signer.control(job: job.info.id), jobID: job.info.id))
         state.withLock { $0.remove(credentials.name, persisted: reply.persistedObjects > 0) }
         logger.info(
             "job deregistered",
@@ -133,8 +141,7 @@ public final class ControllerService: RequestHandler, Service {
         logger.info(
             "job hints changed",
             metadata: ["job.name": "\(job.info.name)", "job.allocation": "\(job.info.allocation.summary)"])
-        try await metadataCall(
-            job.info.metadataAddress, SetWeightMap(jobID: job.info.id, weightMap: job.info.weightMap))
+        try await metadataCall(job.info.metadataAddress, weightMapUpdate(job.info))
         return job.info
     }
 
@@ -226,7 +233,7 @@ public final class ControllerService: RequestHandler, Service {
             let (table, metadataServers, repaired) = state.withLock { state in
                 _ = state.repairWeightMaps()
                 let serving = state.servers.values.map(\.info).filter { $0.kind == .metadata && $0.state != .dead }
-                return (state.storageTable, serving, state.takeChangedJobs())
+                return (signedTable(state.storageTable), serving, state.takeChangedJobs())
             }
             await withDiscardingTaskGroup { group in
                 for server in metadataServers {
@@ -240,10 +247,21 @@ public final class ControllerService: RequestHandler, Service {
                 }
             }
             for job in repaired {
-                _ = try? await metadataCall(
-                    job.info.metadataAddress, SetWeightMap(jobID: job.info.id, weightMap: job.info.weightMap))
+                _ = try? await metadataCall(job.info.metadataAddress, weightMapUpdate(job.info))
             }
         }
+    }
+}
+
+extension ControllerService {
+    func signedTable(_ table: ServerTable) -> ServerTable {
+        var table = table
+        table.capability = signer.control()
+        return table
+    }
+
+    func weightMapUpdate(_ job: JobInfo) -> SetWeightMap {
+        SetWeightMap(capability: signer.control(job: job.id), jobID: job.id, hints: job.hints, weightMap: job.weightMap)
     }
 }
 

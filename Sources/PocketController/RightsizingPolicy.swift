@@ -66,6 +66,9 @@ public struct RightsizingPolicy: Hashable, Sendable {
         }
         if hints.peakThroughput == 0 { throw PocketError(.invalidArgument, "peak_throughput must be positive") }
         if hints.capacity == 0 { throw PocketError(.invalidArgument, "capacity must be positive") }
+        if let copies = hints.replication, !(1...3).contains(copies) {
+            throw PocketError(.invalidArgument, "replication must be 1, 2 or 3")
+        }
     }
 
     /// The allocation the hints call for on `tier`.
@@ -84,7 +87,9 @@ public struct RightsizingPolicy: Hashable, Sendable {
         case let (nil, size?): (throughput, capacity) = (size / nodeCapacity * nodeThroughput, size)
         case (nil, nil): (throughput, capacity) = (defaultNodes * nodeThroughput, defaultNodes * nodeCapacity)
         }
-        let rounded = (throughput: max(1, throughput.rounded()), capacity: max(1, capacity.rounded()))
+        // Every copy of a block takes room; the throughput the job sees stays what it asked for.
+        let stored = capacity * Double(hints.copies)
+        let rounded = (throughput: max(1, throughput.rounded()), capacity: max(1, stored.rounded()))
         return Allocation(
             tier: tier, throughput: UInt64(rounded.throughput), capacity: UInt64(rounded.capacity),
             nodes: max(rounded.throughput / nodeThroughput, rounded.capacity / nodeCapacity),

@@ -1,16 +1,17 @@
 import Foundation
 import PocketProtocol
 
-/// The job directory's extended attributes: four writable hints and two read-only views.
+/// The job directory's extended attributes: five writable hints and two read-only views.
 public enum HintAttributes {
     public static let latencySensitive = "user.pocket.latency_sensitive"
     public static let maxLambdas = "user.pocket.max_lambdas"
     public static let peakThroughput = "user.pocket.peak_throughput"
     public static let capacity = "user.pocket.capacity"
+    public static let replication = "user.pocket.replication"
     public static let allocation = "user.pocket.allocation"
     public static let weightMap = "user.pocket.weightmap"
 
-    public static let writable = [latencySensitive, maxLambdas, peakThroughput, capacity]
+    public static let writable = [latencySensitive, maxLambdas, peakThroughput, capacity, replication]
     public static let readOnly = [allocation, weightMap]
 
     /// The names `listxattr` reports: the hints that are set, then the read-only views.
@@ -20,6 +21,7 @@ public enum HintAttributes {
         if hints.maxLambdas != nil { names.append(maxLambdas) }
         if hints.peakThroughput != nil { names.append(peakThroughput) }
         if hints.capacity != nil { names.append(capacity) }
+        if hints.replication != nil { names.append(replication) }
         return names + readOnly
     }
 
@@ -31,6 +33,7 @@ public enum HintAttributes {
         case maxLambdas: return hints.maxLambdas.map { String($0) }
         case peakThroughput: return hints.peakThroughput.map { Units.formatRate($0) }
         case capacity: return hints.capacity.map { Units.formatSize($0) }
+        case replication: return hints.replication.map { String($0) }
         case allocation:
             return job.allocation.summary
         case weightMap:
@@ -78,6 +81,10 @@ public enum HintAttributes {
             guard let value else { hints.capacity = nil; break }
             guard let size = try? Units.parseSize(value), size > 0 else { throw .invalid("bad capacity '\(value)'") }
             hints.capacity = size
+        case replication:
+            guard let value else { hints.replication = nil; break }
+            guard let copies = UInt8(value), (1...3).contains(copies) else { throw .invalid("replication takes 1, 2 or 3") }
+            hints.replication = copies
         default:
             throw .unknown
         }

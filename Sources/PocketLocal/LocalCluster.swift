@@ -2,6 +2,7 @@ import Foundation
 import PocketClient
 import PocketProtocol
 import PocketRPC
+import PocketSecurity
 import Synchronization
 
 /// A Pocket cluster as child processes of this one: a controller, metadata servers and storage
@@ -59,6 +60,13 @@ public final class LocalCluster: Sendable {
     /// Starts the cluster and returns once every server has registered with the controller.
     public static func start(_ options: Options) async throws -> LocalCluster {
         try FileManager.default.createDirectory(at: options.workDirectory, withIntermediateDirectories: true)
+        var options = options
+        if options.environment["POCKET_CLUSTER_KEY"] == nil {
+            // A key of the cluster's own, which every server it and its controller start shares.
+            let path = options.workDirectory.appendingPathComponent("cluster.key").path
+            _ = try ClusterKey.loadOrCreate(path: path)
+            options.environment["POCKET_CLUSTER_KEY"] = path
+        }
         var arguments = ["controller", "--listen", options.controller.description, "--log-level", options.logLevel]
         if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
         if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }

@@ -1,6 +1,7 @@
 import Logging
 import PocketProtocol
 import PocketRPC
+import PocketSecurity
 import ServiceLifecycle
 
 /// A metadata daemon: namespaces for the jobs the controller assigns it, plus cluster membership.
@@ -11,10 +12,14 @@ public struct MetadataServer: Sendable {
         public var advertise: String?
         /// Memory for objects small enough to be kept inline.
         public var inlineCapacity: UInt64 = 1 << 30
+        public var key: ClusterKey
+        /// How long the capabilities given to clients stay valid.
+        public var capabilityLifetime: Duration = .seconds(3600)
 
-        public init(listen: Endpoint, controller: Endpoint) {
+        public init(listen: Endpoint, controller: Endpoint, key: ClusterKey) {
             self.listen = listen
             self.controller = controller
+            self.key = key
         }
     }
 
@@ -23,7 +28,9 @@ public struct MetadataServer: Sendable {
     public let service: MetadataService
 
     public static func start(_ configuration: Configuration, logger: Logger) async throws -> MetadataServer {
-        let service = MetadataService(inlineCapacity: configuration.inlineCapacity, logger: logger)
+        let service = MetadataService(
+            inlineCapacity: configuration.inlineCapacity,
+            signer: CapabilitySigner(key: configuration.key, lifetime: configuration.capabilityLifetime), logger: logger)
         let server = try await RPCServer.bind(configuration.listen, handler: service, logger: logger)
         let rates = RateMeter(server.counters)
         let cpu = CPUSampler()

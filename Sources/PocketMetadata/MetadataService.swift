@@ -3,19 +3,25 @@ import Logging
 import NIOCore
 import PocketProtocol
 import PocketRPC
+import PocketSecurity
 import Synchronization
 
 /// The metadata server's request logic. Namespace changes happen under one lock on the event loop;
 /// when a change releases blocks, the reply waits until the storage servers have freed them, so
-/// space a client freed is free when its call returns.
+/// space a client freed is free when its call returns. Clients get capabilities for the blocks
+/// they may touch; only the controller's signed requests assign, drop or re-place jobs.
 public final class MetadataService: RequestHandler {
-    private let state: Mutex<MetadataState>
-    private let storage: ConnectionPool
-    private let logger: Logger
+    let state: Mutex<MetadataState>
+    let storage: ConnectionPool
+    let signer: CapabilitySigner
+    let logger: Logger
+    /// Whether a repair of lost copies is running (see `Repair.swift`).
+    let repairing = Mutex(false)
 
-    public init(inlineCapacity: UInt64, logger: Logger) {
+    public init(inlineCapacity: UInt64, signer: CapabilitySigner, logger: Logger) {
         state = Mutex(MetadataState(inlineCapacity: inlineCapacity))
         storage = ConnectionPool(timeout: .seconds(5))
+        self.signer = signer
         self.logger = logger
     }
 
@@ -52,10 +58,28 @@ public final class MetadataService: RequestHandler {
                 return try state.putInline(request, data: data, now: now)
             }
         case .getObject:
-            return request.serve(GetObject.self) { request in try state.withLock { try $0.get(request, now: now) } }
+            return request.serve(GetObject.self) { request in
+                var (location, given) = try state.withLock { state throws(PocketError) in
+                    (try state.get(request, now: now), state.givenBlocks(request.auth.job))
+                }
+                // One read capability for every block the job has had: a client keeps just the latest.
+                if let given, location.blocks.contains(where: { !$0.isHole }) {
+                    location.capability = signer.sign(job: request.auth.job, rights: .read, blocks: given)
+                }
+                return location
+            }
         case .allocateBlocks:
             return request.serve(AllocateBlocks.self) { request in
-                BlockList(blocks: try state.withLock { try $0.allocate(request.auth, count: request.count) })
+                let blocks = try state.withLock { try $0.allocate(request.auth, count: request.count) }
+                guard let first = blocks.first?.id, let last = blocks.last?.id else { return BlockList(blocks: []) }
+                return BlockList(
+                    blocks: blocks,
+                    capability: signer.sign(job: request.auth.job, rights: [.read, .write], blocks: first...last))
+            }
+        case .authorizeBlocks:
+            return request.serve(AuthorizeBlocks.self) { request in
+                let blocks = try state.withLock { try $0.authorizeBlocks(request) }
+                return signer.sign(job: request.auth.job, rights: request.rights, blocks: blocks)
             }
         case .commitObject:
             return releasing(request, CommitObject.self) { state, request in try state.commit(request, now: now) }
@@ -97,25 +121,37 @@ public final class MetadataService: RequestHandler {
             }
         case .assignJob:
             return request.serve(AssignJob.self) { request in
+                try signer.check(request.capability, job: request.jobID, rights: .control)
                 state.withLock { $0.assign(request, now: now) }
                 logger.info("job assigned", metadata: ["job.name": "\(request.name)", "job.id": "\(request.jobID)"])
                 return Empty()
             }
         case .dropJob:
-            return request.serveAsync(DropJob.self) { request in try await self.dropJob(request.jobID, now: now) }
+            return request.serveAsync(DropJob.self) { request in
+                try self.signer.check(request.capability, job: request.jobID, rights: .control)
+                return try await self.dropJob(request.jobID, now: now)
+            }
         case .serverTable:
             return request.serve(ServerTable.self) { request in
-                state.withLock { state in
-                    state.servers = Dictionary(uniqueKeysWithValues: request.servers.map { ($0.id, $0) })
+                guard let capability = request.capability else {
+                    throw PocketError(.unauthorized, "a server table needs the controller's capability")
                 }
+                try signer.check(capability, job: 0, rights: .control)
+                let degraded = state.withLock { state in
+                    state.servers = Dictionary(uniqueKeysWithValues: request.servers.map { ($0.id, $0) })
+                    return state.servers.values.contains { $0.state == .dead }
+                }
+                if degraded { scheduleRepair() }
                 return Empty()
             }
         case .setWeightMap:
             return request.serve(SetWeightMap.self) { request in
+                try signer.check(request.capability, job: request.jobID, rights: .control)
                 try state.withLock { state throws(PocketError) in
                     guard state.jobs[request.jobID] != nil else {
                         throw PocketError(.unknownJob, "job \(request.jobID) is not on this server")
                     }
+                    state.jobs[request.jobID]!.hints = request.hints
                     state.jobs[request.jobID]!.placer.update(request.weightMap)
                 }
                 return Empty()
@@ -163,14 +199,18 @@ public final class MetadataService: RequestHandler {
         return DropJobReply(freed: freed, persistedObjects: UInt64(kept))
     }
 
-    /// Frees blocks on their servers, one batched request per server, all servers at once.
+    /// Frees blocks (every copy) on their servers, one batched request per server, all at once.
     func free(_ blocks: [BlockRef], of job: JobID) async -> FreeReply {
-        let byServer = Dictionary(grouping: blocks, by: \.server)
+        var byServer: [ServerID: [BlockID]] = [:]
+        for block in blocks {
+            for server in block.servers { byServer[server, default: []].append(block.id) }
+        }
         let addresses = state.withLock { state in byServer.keys.compactMap { id in state.servers[id] } }
         return await withTaskGroup(of: FreeReply.self) { group in
             for server in addresses where server.state != .dead {
-                let ids = byServer[server.id]!.map(\.id)
-                group.addTask { await self.call(server, FreeBlocks(jobID: job, ids: ids)) }
+                let ids = byServer[server.id]!
+                let capability = signer.sign(job: job, rights: .free, blocks: ids.min()!...ids.max()!, lifetime: .seconds(60))
+                group.addTask { await self.call(server, FreeBlocks(jobID: job, capability: capability, ids: ids)) }
             }
             return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
         }
@@ -179,8 +219,9 @@ public final class MetadataService: RequestHandler {
     private func freeJobEverywhere(_ job: JobID) async -> FreeReply {
         let servers = state.withLock { Array($0.servers.values) }
         return await withTaskGroup(of: FreeReply.self) { group in
+            let capability = signer.sign(job: job, rights: .free, blocks: Capability.everyBlock, lifetime: .seconds(60))
             for server in servers where server.state != .dead {
-                group.addTask { await self.call(server, FreeJob(jobID: job)) }
+                group.addTask { await self.call(server, FreeJob(jobID: job, capability: capability)) }
             }
             return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
         }

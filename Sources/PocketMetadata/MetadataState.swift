@@ -8,10 +8,11 @@ struct MetadataState {
     struct Job {
         var name: String
         var token: String
+        var hints: JobHints
         var namespace: Namespace
         var placer: BlockPlacer
         /// Blocks handed out by `allocate` and not yet committed or aborted.
-        var pending: [BlockID: ServerID] = [:]
+        var pending: [BlockID: BlockRef] = [:]
         var nextBlock: BlockID = 1
         /// Bytes of blocks the job holds, reserved or stored (whole blocks).
         var blockBytes: UInt64 = 0
@@ -26,6 +27,8 @@ struct MetadataState {
     var servers: [ServerID: StorageServerEntry] = [:]
     /// Bytes of blocks this server has placed on each storage server (whole blocks).
     var allocated: [ServerID: UInt64] = [:]
+    /// Blocks whose lost copy is being restored.
+    var copying: Set<RepairTask.Key> = []
 
     init(inlineCapacity: UInt64) {
         self.inlineCapacity = inlineCapacity
@@ -52,12 +55,13 @@ struct MetadataState {
     mutating func assign(_ request: AssignJob, now: Int64) {
         if var job = jobs[request.jobID] {
             job.token = request.token
+            job.hints = request.hints
             job.placer.update(request.weightMap)
             jobs[request.jobID] = job
             return
         }
         var job = Job(
-            name: request.name, token: request.token, namespace: Namespace(now: now),
+            name: request.name, token: request.token, hints: request.hints, namespace: Namespace(now: now),
             placer: BlockPlacer(weightMap: request.weightMap))
         if let old = retired[request.name], old.id == request.jobID {
             retired.removeValue(forKey: request.name)
@@ -73,7 +77,7 @@ struct MetadataState {
         guard var job = jobs.removeValue(forKey: jobID) else { return nil }
         var (released, kept) = job.namespace.dropEphemeral(now: now)
         released = released.filter { !$0.isHole }
-        released += job.pending.map { BlockRef(id: $0.key, server: $0.value) }
+        released += job.pending.values
         if kept > 0 { retired[job.name] = (jobID, job.namespace, job.nextBlock) }
         unaccount(released)
         return (released, kept)
@@ -81,39 +85,72 @@ struct MetadataState {
 
     // MARK: Blocks
 
-    /// Reserves `count` blocks by the job's weight map; all or none.
+    /// Reserves `count` blocks by the job's weight map, each on as many servers as the job asked
+    /// copies; all or none.
     mutating func allocate(_ auth: JobAuth, count: UInt32) throws(PocketError) -> [BlockRef] {
-        let name = try authorize(auth).name
+        let job = try authorize(auth)
         guard count <= AllocateBlocks.maxCount else {
             throw PocketError(.invalidArgument, "at most \(AllocateBlocks.maxCount) blocks per request")
         }
         let blockSize = UInt64(blockSize)
-        let servers = self.servers
-        var placer = jobs[auth.job]!.placer
-        let firstBlock = jobs[auth.job]!.nextBlock
+        let copies = job.hints.copies
+        var placer = job.placer
+        let firstBlock = job.nextBlock
         var planned = allocated
         var blocks: [BlockRef] = []
         blocks.reserveCapacity(Int(count))
         for index in 0..<UInt64(count) {
-            let choice = placer.next { id in
-                guard let server = servers[id], server.state == .active else { return false }
-                return planned[id, default: 0] + blockSize <= server.capacityBytes
-            }
-            guard let server = choice else {
-                let anyActive = placer.weightMap.entries.contains { servers[$0.server]?.state == .active }
-                throw anyActive
-                    ? PocketError(.noSpace, "the storage servers of job \(name) are full")
-                    : PocketError(.unavailable, "no live storage server in job \(name)'s weight map")
-            }
-            planned[server, default: 0] += blockSize
-            blocks.append(BlockRef(id: firstBlock + index, server: server))
+            let servers = try placeCopies(copies, of: job, placer: &placer, planned: planned)
+            for server in servers { planned[server, default: 0] += blockSize }
+            blocks.append(BlockRef(id: firstBlock + index, server: servers[0], replicas: Array(servers.dropFirst())))
         }
         allocated = planned
         jobs[auth.job]!.placer = placer
-        jobs[auth.job]!.blockBytes += blockSize * UInt64(count)
+        jobs[auth.job]!.blockBytes += blockSize * UInt64(count) * UInt64(copies)
         jobs[auth.job]!.nextBlock += UInt64(count)
-        for block in blocks { jobs[auth.job]!.pending[block.id] = block.server }
+        for block in blocks { jobs[auth.job]!.pending[block.id] = block }
         return blocks
+    }
+
+    /// Distinct servers for the copies of one block: the weight map's choice first, then more of
+    /// the map, then other live servers of the first one's tier when the map has too few.
+    private func placeCopies(
+        _ copies: Int, of job: Job, placer: inout BlockPlacer, planned: [ServerID: UInt64]
+    ) throws(PocketError) -> [ServerID] {
+        let blockSize = UInt64(blockSize)
+        var chosen: [ServerID] = []
+        func fits(_ id: ServerID) -> Bool {
+            guard let server = servers[id], server.state == .active, !chosen.contains(id) else { return false }
+            return planned[id, default: 0] + blockSize <= server.capacityBytes
+        }
+        while chosen.count < copies, let server = placer.next(eligible: fits) { chosen.append(server) }
+        if chosen.isEmpty {
+            let anyActive = placer.weightMap.entries.contains { servers[$0.server]?.state == .active }
+            throw anyActive
+                ? PocketError(.noSpace, "the storage servers of job \(job.name) are full")
+                : PocketError(.unavailable, "no live storage server in job \(job.name)'s weight map")
+        }
+        if chosen.count < copies {
+            chosen += spareServers(like: chosen[0], excluding: chosen, planned: planned).prefix(copies - chosen.count)
+        }
+        guard chosen.count == copies else {
+            throw PocketError(
+                .noSpace, "job \(job.name) asks for \(copies) copies of each block; only \(chosen.count) storage servers have room")
+        }
+        return chosen
+    }
+
+    /// Live servers of `server`'s tier outside `excluding` with room for a block, emptiest first.
+    func spareServers(like server: ServerID, excluding: [ServerID], planned: [ServerID: UInt64]) -> [ServerID] {
+        let blockSize = UInt64(blockSize)
+        let tier = servers[server]?.tier
+        return servers.values
+            .filter { candidate in
+                candidate.tier == tier && candidate.state == .active && !excluding.contains(candidate.id)
+                    && planned[candidate.id, default: 0] + blockSize <= candidate.capacityBytes
+            }
+            .sorted { (planned[$0.id, default: 0], $0.id) < (planned[$1.id, default: 0], $1.id) }
+            .map(\.id)
     }
 
     mutating func commit(_ request: CommitObject, now: Int64) throws(PocketError) -> [BlockRef] {
@@ -125,19 +162,23 @@ struct MetadataState {
                 .invalidArgument, "\(request.size) bytes need \(expected) blocks, \(request.blocks.count) given")
         }
         // Blocks the file at `path` holds now may be kept; everything else must be freshly reserved.
-        var current = Set<BlockID>()
+        // Kept blocks are recorded as this server knows them: a copy moved since the client read
+        // the layout stays moved.
+        var current: [BlockID: BlockRef] = [:]
         if let node = try? jobs[request.auth.job]!.namespace.resolve(request.path), case .file(let data) = node.content {
-            current = Set(data.blocks.lazy.filter { !$0.isHole }.map(\.id))
+            for block in data.blocks where !block.isHole { current[block.id] = block }
         }
         var kept = Set<BlockID>()
-        for block in request.blocks where !block.isHole {
-            let reserved = jobs[request.auth.job]!.pending[block.id] == block.server
-            guard reserved || current.contains(block.id), kept.insert(block.id).inserted else {
+        var blocks = request.blocks
+        for (index, block) in request.blocks.enumerated() where !block.isHole {
+            let reserved = jobs[request.auth.job]!.pending[block.id] == block
+            guard reserved || current[block.id] != nil, kept.insert(block.id).inserted else {
                 throw PocketError(.invalidArgument, "block \(block.id) is neither reserved nor part of '\(request.path)'")
             }
+            if !reserved { blocks[index] = current[block.id]! }
         }
         let replaced = try jobs[request.auth.job]!.namespace.putFile(
-            request.path, data: .init(size: request.size, blocks: request.blocks), persist: request.persist, now: now)
+            request.path, data: .init(size: request.size, blocks: blocks), persist: request.persist, now: now)
         for block in request.blocks { jobs[request.auth.job]!.pending.removeValue(forKey: block.id) }
         let released = replaced.filter { !$0.isHole && !kept.contains($0.id) }
         unaccount(released, job: request.auth.job)
@@ -146,7 +187,8 @@ struct MetadataState {
 
     mutating func abort(_ request: AbortBlocks) throws(PocketError) -> [BlockRef] {
         try authorize(request.auth)
-        let released = request.blocks.filter { jobs[request.auth.job]!.pending.removeValue(forKey: $0.id) == $0.server }
+        let released = request.blocks.filter { jobs[request.auth.job]!.pending[$0.id] == $0 }
+        for block in released { jobs[request.auth.job]!.pending.removeValue(forKey: block.id) }
         unaccount(released, job: request.auth.job)
         return released
     }
@@ -154,11 +196,15 @@ struct MetadataState {
     /// Takes released blocks off the per-server counts and, when the job still lives, its own.
     private mutating func unaccount(_ blocks: [BlockRef], job: JobID? = nil) {
         let blockSize = UInt64(blockSize)
+        var copies: UInt64 = 0
         for block in blocks {
-            allocated[block.server, default: 0] -= min(blockSize, allocated[block.server, default: 0])
+            for server in block.servers {
+                allocated[server, default: 0] -= min(blockSize, allocated[server, default: 0])
+                copies += 1
+            }
         }
         if let job, jobs[job] != nil {
-            jobs[job]!.blockBytes -= min(blockSize * UInt64(blocks.count), jobs[job]!.blockBytes)
+            jobs[job]!.blockBytes -= min(blockSize * copies, jobs[job]!.blockBytes)
         }
     }
 
@@ -192,6 +238,34 @@ struct MetadataState {
         return ObjectLocation(
             size: data.size, blockSize: blockSize, inline: data.inline ?? (data.size == 0 ? ByteBuffer() : nil),
             blocks: data.blocks)
+    }
+
+    /// Ids of every block `job` has been given so far.
+    func givenBlocks(_ job: JobID) -> ClosedRange<BlockID>? {
+        guard let next = jobs[job]?.nextBlock, next > 1 else { return nil }
+        return 1...(next - 1)
+    }
+
+    /// The blocks a fresh capability may cover: for reading, any the job has been given (ids only
+    /// grow, so one capability serves every file); for writing, reserved ones only.
+    func authorizeBlocks(_ request: AuthorizeBlocks) throws(PocketError) -> ClosedRange<BlockID> {
+        let job = try authorize(request.auth)
+        switch request.rights {
+        case .read:
+            guard request.blocks.upperBound < job.nextBlock else {
+                throw PocketError(.unauthorized, "block \(request.blocks.upperBound) was never given to job \(job.name)")
+            }
+            return givenBlocks(request.auth.job)!
+        case .write, [.read, .write]:
+            guard request.blocks.count <= Int(AllocateBlocks.maxCount),
+                request.blocks.allSatisfy({ job.pending[$0] != nil })
+            else {
+                throw PocketError(.unauthorized, "blocks \(request.blocks) are not all reserved by job \(job.name)")
+            }
+            return request.blocks
+        default:
+            throw PocketError(.unauthorized, "clients may ask for read or write rights only, not \(request.rights)")
+        }
     }
 
     mutating func delete(_ request: Delete, now: Int64) throws(PocketError) -> [BlockRef] {

@@ -369,6 +369,29 @@ public struct Namespace: Sendable {
         }
     }
 
+    /// Moves copies of blocks from one server to another, in whichever files hold them; the new
+    /// server goes last, so readers try the surviving copies first. Returns the ids moved.
+    public mutating func moveCopies(_ moves: [BlockID: (from: ServerID, to: ServerID)]) -> Set<BlockID> {
+        var moved = Set<BlockID>()
+        for (id, node) in nodes {
+            guard case .file(var data) = node.content,
+                data.blocks.contains(where: { moves[$0.id] != nil })
+            else { continue }
+            for index in data.blocks.indices {
+                guard let move = moves[data.blocks[index].id] else { continue }
+                var servers = data.blocks[index].servers
+                guard let position = servers.firstIndex(of: move.from), !servers.contains(move.to) else { continue }
+                servers.remove(at: position)
+                servers.append(move.to)
+                data.blocks[index].server = servers[0]
+                data.blocks[index].replicas = Array(servers.dropFirst())
+                moved.insert(data.blocks[index].id)
+            }
+            nodes[id]!.content = .file(data)
+        }
+        return moved
+    }
+
     /// Removes a file by node id (delete-after-read). Returns its blocks.
     public mutating func removeFile(id: NodeID, now: Int64) -> [BlockRef] {
         guard let node = nodes[id], node.id != Self.rootID else { return [] }

@@ -6,29 +6,40 @@ public struct AssignJob: WireRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.assignJob
 
+    /// The controller's `control` capability for the job.
+    public var capability: Capability
     public var jobID: JobID
     public var name: String
     public var token: String
+    public var hints: JobHints
     public var weightMap: WeightMap
 
-    public init(jobID: JobID, name: String, token: String, weightMap: WeightMap) {
+    public init(
+        capability: Capability, jobID: JobID, name: String, token: String, hints: JobHints, weightMap: WeightMap
+    ) {
+        self.capability = capability
         self.jobID = jobID
         self.name = name
         self.token = token
+        self.hints = hints
         self.weightMap = weightMap
     }
 
     public init(from buffer: inout ByteBuffer) throws {
+        capability = try Capability(from: &buffer)
         jobID = try buffer.readWire()
         name = try buffer.readWireString()
         token = try buffer.readWireString()
+        hints = try JobHints(from: &buffer)
         weightMap = try WeightMap(from: &buffer)
     }
 
     public func encode(into writer: inout WireWriter) {
+        capability.encode(into: &writer)
         writer.buffer.writeInteger(jobID)
         writer.buffer.writeWireString(name)
         writer.buffer.writeWireString(token)
+        hints.encode(into: &writer)
         weightMap.encode(into: &writer)
     }
 }
@@ -38,10 +49,23 @@ public struct DropJob: WireRequest, Hashable {
     public typealias Response = DropJobReply
     public static let opcode = Opcode.dropJob
 
+    public var capability: Capability
     public var jobID: JobID
-    public init(jobID: JobID) { self.jobID = jobID }
-    public init(from buffer: inout ByteBuffer) throws { jobID = try buffer.readWire() }
-    public func encode(into writer: inout WireWriter) { writer.buffer.writeInteger(jobID) }
+
+    public init(capability: Capability, jobID: JobID) {
+        self.capability = capability
+        self.jobID = jobID
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        capability = try Capability(from: &buffer)
+        jobID = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        capability.encode(into: &writer)
+        writer.buffer.writeInteger(jobID)
+    }
 }
 
 public struct DropJobReply: WireMessage, Hashable {
@@ -70,14 +94,23 @@ public struct ServerTable: WireRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.serverTable
 
+    /// The controller's `control` capability when it pushes the table; none in answers to clients.
+    public var capability: Capability?
     public var servers: [StorageServerEntry]
-    public init(servers: [StorageServerEntry]) { self.servers = servers }
+
+    public init(capability: Capability? = nil, servers: [StorageServerEntry]) {
+        self.capability = capability
+        self.servers = servers
+    }
 
     public init(from buffer: inout ByteBuffer) throws {
+        capability = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
         servers = try buffer.readWireArray(minimumElementSize: 16) { try StorageServerEntry(from: &$0) }
     }
 
     public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeWireBool(capability != nil)
+        capability?.encode(into: &writer)
         writer.buffer.writeWireArray(servers) { $1.write(to: &$0) }
     }
 }
@@ -86,21 +119,29 @@ public struct SetWeightMap: WireRequest, Hashable {
     public typealias Response = Empty
     public static let opcode = Opcode.setWeightMap
 
+    public var capability: Capability
     public var jobID: JobID
+    public var hints: JobHints
     public var weightMap: WeightMap
 
-    public init(jobID: JobID, weightMap: WeightMap) {
+    public init(capability: Capability, jobID: JobID, hints: JobHints, weightMap: WeightMap) {
+        self.capability = capability
         self.jobID = jobID
+        self.hints = hints
         self.weightMap = weightMap
     }
 
     public init(from buffer: inout ByteBuffer) throws {
+        capability = try Capability(from: &buffer)
         jobID = try buffer.readWire()
+        hints = try JobHints(from: &buffer)
         weightMap = try WeightMap(from: &buffer)
     }
 
     public func encode(into writer: inout WireWriter) {
+        capability.encode(into: &writer)
         writer.buffer.writeInteger(jobID)
+        hints.encode(into: &writer)
         weightMap.encode(into: &writer)
     }
 }
@@ -172,12 +213,15 @@ public struct ObjectLocation: WireMessage, Hashable {
     public var blockSize: UInt32
     public var inline: ByteBuffer?
     public var blocks: [BlockRef]
+    /// Read capability for the job's blocks, when the object has any.
+    public var capability: Capability?
 
-    public init(size: UInt64, blockSize: UInt32, inline: ByteBuffer?, blocks: [BlockRef]) {
+    public init(size: UInt64, blockSize: UInt32, inline: ByteBuffer?, blocks: [BlockRef], capability: Capability? = nil) {
         self.size = size
         self.blockSize = blockSize
         self.inline = inline
         self.blocks = blocks
+        self.capability = capability
     }
 
     public init(from buffer: inout ByteBuffer) throws {
@@ -185,6 +229,7 @@ public struct ObjectLocation: WireMessage, Hashable {
         blockSize = try buffer.readWire()
         inline = try buffer.readWireBool() ? try buffer.readWireBytes() : nil
         blocks = try buffer.readWireArray(minimumElementSize: BlockRef.wireSize) { try BlockRef(from: &$0) }
+        capability = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -193,6 +238,8 @@ public struct ObjectLocation: WireMessage, Hashable {
         writer.buffer.writeWireBool(inline != nil)
         if let inline { writer.writeBytes(inline) }
         writer.buffer.writeWireArray(blocks) { $1.write(to: &$0) }
+        writer.buffer.writeWireBool(capability != nil)
+        capability?.encode(into: &writer)
     }
 }
 
@@ -224,14 +271,56 @@ public struct AllocateBlocks: JobRequest, Hashable {
 
 public struct BlockList: WireMessage, Hashable {
     public var blocks: [BlockRef]
-    public init(blocks: [BlockRef]) { self.blocks = blocks }
+    /// Read and write capability for exactly these blocks.
+    public var capability: Capability?
+
+    public init(blocks: [BlockRef], capability: Capability? = nil) {
+        self.blocks = blocks
+        self.capability = capability
+    }
 
     public init(from buffer: inout ByteBuffer) throws {
         blocks = try buffer.readWireArray(minimumElementSize: BlockRef.wireSize) { try BlockRef(from: &$0) }
+        capability = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeWireArray(blocks) { $1.write(to: &$0) }
+        writer.buffer.writeWireBool(capability != nil)
+        capability?.encode(into: &writer)
+    }
+}
+
+/// Asks for a fresh capability: `read` over blocks the job has been given so far, or `write`
+/// over blocks it has reserved and not committed (when the one from the allocation expired).
+public struct AuthorizeBlocks: JobRequest, Hashable {
+    public typealias Response = Capability
+    public static let opcode = Opcode.authorizeBlocks
+
+    public var auth: JobAuth
+    public var rights: Capability.Rights
+    public var blocks: ClosedRange<BlockID>
+
+    public init(auth: JobAuth, rights: Capability.Rights, blocks: ClosedRange<BlockID>) {
+        self.auth = auth
+        self.rights = rights
+        self.blocks = blocks
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        auth = try JobAuth(from: &buffer)
+        rights = Capability.Rights(rawValue: try buffer.readWire())
+        let lower: BlockID = try buffer.readWire()
+        let upper: BlockID = try buffer.readWire()
+        guard lower <= upper else { throw PocketError.malformed("empty block range \(lower)...\(upper)") }
+        blocks = lower...upper
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        auth.write(to: &writer.buffer)
+        writer.buffer.writeInteger(rights.rawValue)
+        writer.buffer.writeInteger(blocks.lowerBound)
+        writer.buffer.writeInteger(blocks.upperBound)
     }
 }
 

@@ -38,6 +38,7 @@ public struct Opcode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let create = Opcode(0x3B)
     public static let makeSymlink = Opcode(0x3C)
     public static let setAttributes = Opcode(0x3D)
+    public static let authorizeBlocks = Opcode(0x3E)
     // Storage
     public static let writeBlocks = Opcode(0x50)
     public static let readBlocks = Opcode(0x51)

@@ -16,15 +16,19 @@ public struct WriteBlocks: WireRequest, Hashable {
     }
 
     public var jobID: JobID
+    /// Write capabilities covering every block.
+    public var capabilities: [Capability]
     public var blocks: [Block]
 
-    public init(jobID: JobID, blocks: [Block]) {
+    public init(jobID: JobID, capabilities: [Capability], blocks: [Block]) {
         self.jobID = jobID
+        self.capabilities = capabilities
         self.blocks = blocks
     }
 
     public init(from buffer: inout ByteBuffer) throws {
         jobID = try buffer.readWire()
+        capabilities = try buffer.readCapabilities()
         blocks = try buffer.readWireArray(minimumElementSize: 12) { buffer in
             Block(id: try buffer.readWire(), data: try buffer.readWireBytes())
         }
@@ -32,6 +36,7 @@ public struct WriteBlocks: WireRequest, Hashable {
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(jobID)
+        writer.writeCapabilities(capabilities)
         writer.buffer.writeInteger(UInt32(blocks.count))
         for block in blocks {
             writer.buffer.writeInteger(block.id)
@@ -58,15 +63,19 @@ public struct ReadBlocks: WireRequest, Hashable {
     public static let opcode = Opcode.readBlocks
 
     public var jobID: JobID
+    /// Read capabilities covering every block.
+    public var capabilities: [Capability]
     public var ranges: [BlockRange]
 
-    public init(jobID: JobID, ranges: [BlockRange]) {
+    public init(jobID: JobID, capabilities: [Capability], ranges: [BlockRange]) {
         self.jobID = jobID
+        self.capabilities = capabilities
         self.ranges = ranges
     }
 
     public init(from buffer: inout ByteBuffer) throws {
         jobID = try buffer.readWire()
+        capabilities = try buffer.readCapabilities()
         ranges = try buffer.readWireArray(minimumElementSize: 16) { buffer in
             BlockRange(id: try buffer.readWire(), offset: try buffer.readWire(), length: try buffer.readWire())
         }
@@ -74,6 +83,7 @@ public struct ReadBlocks: WireRequest, Hashable {
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(jobID)
+        writer.writeCapabilities(capabilities)
         writer.buffer.writeWireArray(ranges) { buffer, range in
             buffer.writeInteger(range.id)
             buffer.writeInteger(range.offset)
@@ -102,20 +112,25 @@ public struct FreeBlocks: WireRequest, Hashable {
     public static let opcode = Opcode.freeBlocks
 
     public var jobID: JobID
+    /// A `free` capability covering every id.
+    public var capability: Capability
     public var ids: [BlockID]
 
-    public init(jobID: JobID, ids: [BlockID]) {
+    public init(jobID: JobID, capability: Capability, ids: [BlockID]) {
         self.jobID = jobID
+        self.capability = capability
         self.ids = ids
     }
 
     public init(from buffer: inout ByteBuffer) throws {
         jobID = try buffer.readWire()
+        capability = try Capability(from: &buffer)
         ids = try buffer.readWireArray(minimumElementSize: 8) { try $0.readWire() }
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(jobID)
+        capability.encode(into: &writer)
         writer.buffer.writeWireArray(ids) { $0.writeInteger($1) }
     }
 }
@@ -126,9 +141,23 @@ public struct FreeJob: WireRequest, Hashable {
     public static let opcode = Opcode.freeJob
 
     public var jobID: JobID
-    public init(jobID: JobID) { self.jobID = jobID }
-    public init(from buffer: inout ByteBuffer) throws { jobID = try buffer.readWire() }
-    public func encode(into writer: inout WireWriter) { writer.buffer.writeInteger(jobID) }
+    /// A `free` capability for every block of the job.
+    public var capability: Capability
+
+    public init(jobID: JobID, capability: Capability) {
+        self.jobID = jobID
+        self.capability = capability
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        jobID = try buffer.readWire()
+        capability = try Capability(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(jobID)
+        capability.encode(into: &writer)
+    }
 }
 
 public struct FreeReply: WireMessage, Hashable {

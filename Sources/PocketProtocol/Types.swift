@@ -58,24 +58,31 @@ public struct JobHints: Hashable, Sendable, WireMessage {
     public var peakThroughput: UInt64?
     /// Bytes.
     public var capacity: UInt64?
+    /// Copies of each block, on different storage servers (1 to 3; 1 when not given).
+    public var replication: UInt8?
 
     public init(
         latencySensitive: Bool? = nil, maxLambdas: UInt32? = nil, peakThroughput: UInt64? = nil,
-        capacity: UInt64? = nil
+        capacity: UInt64? = nil, replication: UInt8? = nil
     ) {
         self.latencySensitive = latencySensitive
         self.maxLambdas = maxLambdas
         self.peakThroughput = peakThroughput
         self.capacity = capacity
+        self.replication = replication
     }
+
+    /// Copies of each block the job gets.
+    public var copies: Int { Int(replication ?? 1) }
 
     public init(from buffer: inout ByteBuffer) throws {
         let present = try buffer.readWire(UInt8.self)
-        guard present & ~0x0F == 0 else { throw PocketError.malformed("unknown hint bits \(present)") }
+        guard present & ~0x1F == 0 else { throw PocketError.malformed("unknown hint bits \(present)") }
         if present & 1 != 0 { latencySensitive = try buffer.readWireBool() }
         if present & 2 != 0 { maxLambdas = try buffer.readWire() }
         if present & 4 != 0 { peakThroughput = try buffer.readWire() }
         if present & 8 != 0 { capacity = try buffer.readWire() }
+        if present & 16 != 0 { replication = try buffer.readWire() }
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -84,11 +91,13 @@ public struct JobHints: Hashable, Sendable, WireMessage {
         if maxLambdas != nil { present |= 2 }
         if peakThroughput != nil { present |= 4 }
         if capacity != nil { present |= 8 }
+        if replication != nil { present |= 16 }
         writer.buffer.writeInteger(present)
         if let latencySensitive { writer.buffer.writeWireBool(latencySensitive) }
         if let maxLambdas { writer.buffer.writeInteger(maxLambdas) }
         if let peakThroughput { writer.buffer.writeInteger(peakThroughput) }
         if let capacity { writer.buffer.writeInteger(capacity) }
+        if let replication { writer.buffer.writeInteger(replication) }
     }
 }
 
@@ -128,28 +137,43 @@ public struct WeightMap: Hashable, Sendable, WireMessage {
     }
 }
 
-/// Where a block lives. Block id 0 is a hole: a block of zeros that is stored nowhere.
+/// Where a block lives: its server, and the servers holding its copies when the job asked for
+/// replication. Block id 0 is a hole: a block of zeros that is stored nowhere.
 public struct BlockRef: Hashable, Sendable {
     public var id: BlockID
     public var server: ServerID
-    public init(id: BlockID, server: ServerID) {
+    /// Further servers with a copy, in the order readers try them.
+    public var replicas: [ServerID]
+
+    public init(id: BlockID, server: ServerID, replicas: [ServerID] = []) {
         self.id = id
         self.server = server
+        self.replicas = replicas
     }
 
     public static let hole = BlockRef(id: 0, server: 0)
     public var isHole: Bool { id == 0 }
+    /// Every server holding the block, first the one readers try first.
+    public var servers: [ServerID] { replicas.isEmpty ? [server] : [server] + replicas }
 
-    static let wireSize = 12
+    /// At most three copies in all.
+    public static let maxReplicas = 2
+    static let wireSize = 13
 
     init(from buffer: inout ByteBuffer) throws {
         id = try buffer.readWire()
         server = try buffer.readWire()
+        let count = try buffer.readWire(UInt8.self)
+        guard count <= Self.maxReplicas else { throw PocketError.malformed("\(count) replicas (at most \(Self.maxReplicas))") }
+        replicas = []
+        for _ in 0..<count { replicas.append(try buffer.readWire()) }
     }
 
     func write(to buffer: inout ByteBuffer) {
         buffer.writeInteger(id)
         buffer.writeInteger(server)
+        buffer.writeInteger(UInt8(replicas.count))
+        for replica in replicas { buffer.writeInteger(replica) }
     }
 }
 

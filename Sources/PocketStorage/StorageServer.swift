@@ -3,42 +3,58 @@ import NIOCore
 import NIOPosix
 import PocketProtocol
 import PocketRPC
+import PocketSecurity
 import ServiceLifecycle
 
-/// Serves block reads and writes from one store. Stores that block on I/O (the file tiers) run
-/// their operations on a thread pool, never on an event loop.
+/// Serves block reads and writes from one store, each only with a capability a metadata server
+/// signed for those blocks. Stores that block on I/O (the file tiers) run their operations on a
+/// thread pool, never on an event loop.
 public struct StorageRequestHandler: RequestHandler {
     let store: any BlockStore
     let io: NIOThreadPool?
+    let signer: CapabilitySigner
     let stats: @Sendable () -> ServerStats
 
-    public init(store: any BlockStore, io: NIOThreadPool? = nil, stats: @escaping @Sendable () -> ServerStats) {
+    public init(
+        store: any BlockStore, io: NIOThreadPool? = nil, signer: CapabilitySigner,
+        stats: @escaping @Sendable () -> ServerStats
+    ) {
         self.store = store
         self.io = io
+        self.signer = signer
         self.stats = stats
     }
 
     public func handle(_ request: Frame) -> Reply {
+        let signer = self.signer
         switch request.header.opcode {
         case .writeBlocks:
-            blockStoreCall(request, WriteBlocks.self) { store, request in
+            return blockStoreCall(request, WriteBlocks.self) { store, request in
+                try signer.check(request.capabilities, covering: request.blocks.lazy.map(\.id), job: request.jobID, rights: .write)
                 try store.write(job: request.jobID, blocks: request.blocks)
                 return Empty()
             }
         case .readBlocks:
-            blockStoreCall(request, ReadBlocks.self) { store, request in
-                BlockData(blocks: try store.read(job: request.jobID, ranges: request.ranges))
+            return blockStoreCall(request, ReadBlocks.self) { store, request in
+                try signer.check(request.capabilities, covering: request.ranges.lazy.map(\.id), job: request.jobID, rights: .read)
+                return BlockData(blocks: try store.read(job: request.jobID, ranges: request.ranges))
             }
         case .freeBlocks:
-            blockStoreCall(request, FreeBlocks.self) { store, request in store.free(job: request.jobID, ids: request.ids) }
+            return blockStoreCall(request, FreeBlocks.self) { store, request in
+                try signer.check([request.capability], covering: request.ids, job: request.jobID, rights: .free)
+                return store.free(job: request.jobID, ids: request.ids)
+            }
         case .freeJob:
-            blockStoreCall(request, FreeJob.self) { store, request in store.freeJob(request.jobID) }
+            return blockStoreCall(request, FreeJob.self) { store, request in
+                try signer.check(request.capability, job: request.jobID, rights: .free)
+                return store.freeJob(request.jobID)
+            }
         case .storageStats:
-            request.serve(StorageStats.self) { _ in stats() }
+            return request.serve(StorageStats.self) { _ in stats() }
         case .ping:
-            request.serve(Ping.self) { _ in Empty() }
+            return request.serve(Ping.self) { _ in Empty() }
         default:
-            .error(PocketError(.unknownOpcode, "storage server does not serve opcode \(request.header.opcode)"))
+            return .error(PocketError(.unknownOpcode, "storage server does not serve opcode \(request.header.opcode)"))
         }
     }
 
@@ -61,11 +77,13 @@ public struct StorageServer: Sendable {
         public var capacityBytes: UInt64
         /// Declared throughput, bytes per second.
         public var throughput: UInt64 = 1_000_000_000
+        public var key: ClusterKey
 
-        public init(listen: Endpoint, controller: Endpoint, capacityBytes: UInt64) {
+        public init(listen: Endpoint, controller: Endpoint, capacityBytes: UInt64, key: ClusterKey) {
             self.listen = listen
             self.controller = controller
             self.capacityBytes = capacityBytes
+            self.key = key
         }
     }
 
@@ -80,7 +98,9 @@ public struct StorageServer: Sendable {
         let holder = StatsHolder()
         let io: NIOThreadPool? = store.blocksOnIO ? NIOThreadPool(numberOfThreads: 4) : nil
         io?.start()
-        let handler = StorageRequestHandler(store: store, io: io) { holder.current(store: store) }
+        let handler = StorageRequestHandler(
+            store: store, io: io, signer: CapabilitySigner(key: configuration.key)
+        ) { holder.current(store: store) }
         let server = try await RPCServer.bind(configuration.listen, handler: handler, logger: logger)
         holder.attach(server: server, cpu: cpu)
         let registration = RegisterServer(

@@ -21,6 +21,7 @@ extension Pocket {
         var policy: String?
         @Flag(help: "Print the rightsizing policy in effect (defaults, or --policy) as JSON and exit.")
         var showPolicy = false
+        @OptionGroup var key: ClusterKeyOption
         @OptionGroup var scaling: ScalingOptions
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
@@ -56,7 +57,7 @@ extension Pocket {
             // servers before then.
             let provisioner = DeferredProvisioner()
             let service = ControllerService(
-                settings: settings, scaling: scaling.scaling(provisioner), logger: logger)
+                settings: settings, scaling: scaling.scaling(provisioner), key: try key.load(), logger: logger)
             let server = try await RPCServer.bind(listen, handler: service, logger: logger)
             if scaling.enabled {
                 let address = advertise ?? server.localAddress

@@ -64,6 +64,8 @@ extension Pocket {
         @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
         @OptionGroup var controller: ControllerOption
         @Option(help: "Memory for small objects kept inline.") var inlineCapacity = ByteSize(bytes: 1 << 30)
+        @Option(help: "Seconds the block capabilities given to clients stay valid.") var capabilityLifetime = 3600
+        @OptionGroup var key: ClusterKeyOption
         @Option(help: "Address to give the controller and clients (default: the bound --listen address).")
         var advertise: Endpoint?
         @OptionGroup var log: LogOptions
@@ -71,7 +73,9 @@ extension Pocket {
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.metadata")
-            var configuration = MetadataServer.Configuration(listen: listen, controller: try controller.endpoint)
+            var configuration = MetadataServer.Configuration(
+                listen: listen, controller: try controller.endpoint, key: try key.load())
+            configuration.capabilityLifetime = .seconds(capabilityLifetime)
             configuration.inlineCapacity = inlineCapacity.bytes
             configuration.advertise = advertise?.description
             let metadata = try await MetadataServer.start(configuration, logger: logger)
@@ -95,6 +99,7 @@ extension Pocket {
         var throughput: ByteRate?
         @Option(help: "Address to give the controller and clients (default: the bound --listen address).")
         var advertise: Endpoint?
+        @OptionGroup var key: ClusterKeyOption
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
 
@@ -106,7 +111,7 @@ extension Pocket {
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.storage")
             var configuration = StorageServer.Configuration(
-                listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
+                listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes, key: try key.load())
             configuration.throughput = throughput?.bytesPerSecond ?? tier.defaultServerThroughput
             configuration.advertise = advertise?.description
             let store: any BlockStore =

@@ -23,11 +23,12 @@ struct HintOptions: ParsableArguments {
     @Option(help: "Maximum concurrent lambdas.") var lambdas: UInt32?
     @Option(help: "Peak aggregate throughput, e.g. 2GB/s or 8Gb/s.") var throughput: ByteRate?
     @Option(help: "Capacity, e.g. 10GiB.") var capacity: ByteSize?
+    @Option(help: "Copies of each block on different storage servers: 1, 2 or 3.") var replication: UInt8?
 
     var hints: JobHints {
         JobHints(
             latencySensitive: latencySensitive ? true : nil, maxLambdas: lambdas,
-            peakThroughput: throughput?.bytesPerSecond, capacity: capacity?.bytes)
+            peakThroughput: throughput?.bytesPerSecond, capacity: capacity?.bytes, replication: replication)
     }
 }
 
@@ -146,7 +147,8 @@ enum JobFormat {
             "  hints: latency_sensitive=\(hints.latencySensitive.map { $0 ? "1" : "0" } ?? "-") "
                 + "max_lambdas=\(hints.maxLambdas.map(String.init) ?? "-") "
                 + "peak_throughput=\(hints.peakThroughput.map(Units.formatRate) ?? "-") "
-                + "capacity=\(hints.capacity.map(Units.formatSize) ?? "-")")
+                + "capacity=\(hints.capacity.map(Units.formatSize) ?? "-") "
+                + "replication=\(hints.replication.map(String.init) ?? "-")")
         let allocation = job.allocation
         lines.append(
             "  allocation: \(allocation.tier), \(Units.formatRate(allocation.throughput)), "

@@ -43,7 +43,9 @@ import Testing
 @Suite struct MetadataStateTests {
     let auth = JobAuth(job: 7, token: "secret")
 
-    func state(capacities: [UInt64] = [4 * 65536, 4 * 65536]) -> MetadataState {
+    func state(
+        capacities: [UInt64] = [4 * 65536, 4 * 65536], weightMap: WeightMap? = nil, replication: UInt8? = nil
+    ) -> MetadataState {
         var state = MetadataState(inlineCapacity: 1000)
         state.blockSize = 65536
         state.inlineLimit = 100
@@ -53,7 +55,9 @@ import Testing
                 id: id, address: "127.0.0.1:\(index + 1)", tier: .dram, state: .active, capacityBytes: capacity)
         }
         state.assign(
-            AssignJob(jobID: 7, name: "job", token: "secret", weightMap: .even(capacities.indices.map { ServerID($0 + 1) })),
+            assignment(
+                token: "secret", weightMap: weightMap ?? .even(capacities.indices.map { ServerID($0 + 1) }),
+                hints: JobHints(replication: replication)),
             now: 0)
         return state
     }
@@ -133,7 +137,7 @@ import Testing
         let (released, kept) = try #require(dropped)
         #expect(kept == 1)
         #expect(Set(released) == [blocks[1], blocks[2]], "ephemeral and pending blocks are released")
-        state.assign(AssignJob(jobID: 7, name: "job", token: "new", weightMap: .even([1, 2])), now: 3)
+        state.assign(assignment(token: "new", weightMap: .even([1, 2])), now: 3)
         let location = try state.get(GetObject(auth: JobAuth(job: 7, token: "new"), path: "keep"), now: 4)
         #expect(location.blocks == [blocks[0]])
     }
@@ -160,4 +164,10 @@ import Testing
                 CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: [first[0], first[0]]), now: 5)
         } throws: { ($0 as? PocketError)?.code == .invalidArgument }
     }
+}
+
+func assignment(token: String, weightMap: WeightMap, hints: JobHints = JobHints()) -> AssignJob {
+    AssignJob(
+        capability: Capability(job: 7, rights: .control, blocks: Capability.everyBlock, expiry: 0), jobID: 7,
+        name: "job", token: token, hints: hints, weightMap: weightMap)
 }

@@ -37,6 +37,9 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
     let data = ByteBuffer(bytes: Array(0..<200).map { UInt8($0) })
     let big = ByteBuffer(repeating: 0xAB, count: 70_000)
     let credentials = JobCredentials(name: "sort", token: "secret")
+    let capability = Capability(job: 42, rights: [.read, .write], blocks: 3...900, expiry: 1_900_000_000, mac: 0xDEAD_BEEF << 64 | 7)
+    let control = Capability(job: 0, rights: .control, blocks: Capability.everyBlock, expiry: 5, mac: 1)
+    let replicated = [BlockRef(id: 3, server: 1, replicas: [2, 4]), BlockRef(id: 4, server: 2, replicas: [1]), .hole]
     return [
         ("Ping", Ping.opcode, Ping()),
         ("RegisterServer", RegisterServer.opcode,
@@ -61,11 +64,12 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("ClusterStatusRequest", ClusterStatusRequest.opcode, ClusterStatusRequest()),
         ("ClusterStatus", nil, ClusterStatus(blockSize: 65536, servers: [server], jobs: [job])),
         ("UpdateHints", UpdateHints.opcode, UpdateHints(job: credentials, hints: JobHints(capacity: 9))),
-        ("AssignJob", AssignJob.opcode, AssignJob(jobID: 1, name: "sort", token: "t", weightMap: map)),
-        ("DropJob", DropJob.opcode, DropJob(jobID: 5)),
+        ("AssignJob", AssignJob.opcode, AssignJob(capability: control, jobID: 1, name: "sort", token: "t", hints: hints, weightMap: map)),
+        ("DropJob", DropJob.opcode, DropJob(capability: control, jobID: 5)),
         ("DropJobReply", nil, DropJobReply(freed: FreeReply(blocks: 1, bytes: 2), persistedObjects: 3)),
         ("ServerTable", ServerTable.opcode, table),
-        ("SetWeightMap", SetWeightMap.opcode, SetWeightMap(jobID: 1, weightMap: map)),
+        ("ServerTable signed", ServerTable.opcode, ServerTable(capability: control, servers: table.servers)),
+        ("SetWeightMap", SetWeightMap.opcode, SetWeightMap(capability: control, jobID: 1, hints: JobHints(replication: 2), weightMap: map)),
         ("PutInline", PutInline.opcode, PutInline(auth: auth, path: "a/b", persist: true, data: data)),
         ("GetObject", GetObject.opcode, GetObject(auth: auth, path: "a/b", deleteAfterRead: true)),
         ("ObjectLocation inline", nil, ObjectLocation(size: 200, blockSize: 65536, inline: data, blocks: [])),
@@ -88,12 +92,17 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("MakeDirectory", MakeDirectory.opcode, MakeDirectory(auth: auth, path: "d/e", parents: true)),
         ("GetServers", GetServers.opcode, GetServers()),
         ("WriteBlocks", WriteBlocks.opcode,
-         WriteBlocks(jobID: 42, blocks: [.init(id: 1, data: data), .init(id: 2, data: big)])),
+         WriteBlocks(jobID: 42, capabilities: [capability, control], blocks: [.init(id: 1, data: data), .init(id: 2, data: big)])),
         ("ReadBlocks", ReadBlocks.opcode,
-         ReadBlocks(jobID: 42, ranges: [BlockRange(id: 1), BlockRange(id: 2, offset: 10, length: 20)])),
+         ReadBlocks(jobID: 42, capabilities: [capability], ranges: [BlockRange(id: 1), BlockRange(id: 2, offset: 10, length: 20)])),
         ("BlockData", nil, BlockData(blocks: [data, big, ByteBuffer()])),
-        ("FreeBlocks", FreeBlocks.opcode, FreeBlocks(jobID: 42, ids: [1, 2, 3])),
-        ("FreeJob", FreeJob.opcode, FreeJob(jobID: 42)),
+        ("FreeBlocks", FreeBlocks.opcode, FreeBlocks(jobID: 42, capability: capability, ids: [1, 2, 3])),
+        ("FreeJob", FreeJob.opcode, FreeJob(jobID: 42, capability: capability)),
+        ("Capability", nil, capability),
+        ("AuthorizeBlocks", AuthorizeBlocks.opcode, AuthorizeBlocks(auth: auth, rights: .write, blocks: 7...9)),
+        ("ObjectLocation replicated", nil,
+         ObjectLocation(size: 140_000, blockSize: 65536, inline: nil, blocks: replicated, capability: capability)),
+        ("BlockList replicated", nil, BlockList(blocks: replicated, capability: capability)),
         ("FreeReply", nil, FreeReply(blocks: 4, bytes: 5)),
         ("StorageStats", StorageStats.opcode, StorageStats()),
         ("ServerStats", nil, stats),
@@ -149,7 +158,7 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
 
     @Test func blockDataSurvivesByteForByte() throws {
         let original = WriteBlocks(
-            jobID: 1, blocks: [.init(id: 9, data: ByteBuffer(bytes: (0..<100_000).map { UInt8($0 % 251) }))])
+            jobID: 1, capabilities: [], blocks: [.init(id: 9, data: ByteBuffer(bytes: (0..<100_000).map { UInt8($0 % 251) }))])
         let decoded = try decodeAgain(original)
         #expect(decoded.blocks.count == 1)
         #expect(decoded.blocks[0].id == 9)

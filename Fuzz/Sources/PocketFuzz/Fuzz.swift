@@ -56,6 +56,7 @@ enum Targets {
         "SetWeightMap": roundTrip(SetWeightMap.self), "PutInline": roundTrip(PutInline.self),
         "GetObject": roundTrip(GetObject.self), "ObjectLocation": roundTrip(ObjectLocation.self),
         "AllocateBlocks": roundTrip(AllocateBlocks.self), "BlockList": roundTrip(BlockList.self),
+        "AuthorizeBlocks": roundTrip(AuthorizeBlocks.self), "Capability": roundTrip(Capability.self),
         "CommitObject": roundTrip(CommitObject.self), "AbortBlocks": roundTrip(AbortBlocks.self),
         "Stat": roundTrip(Stat.self), "List": roundTrip(List.self), "EntryList": roundTrip(EntryList.self),
         "Delete": roundTrip(Delete.self), "Rename": roundTrip(Rename.self),

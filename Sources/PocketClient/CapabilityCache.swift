@@ -1,0 +1,75 @@
+import Foundation
+import PocketProtocol
+import Synchronization
+
+/// The capabilities a job's client holds for storage servers: the newest read capability (each
+/// covers every block the job had when it was signed) and the write capabilities of its
+/// reservations. Ones about to expire count as missing, so a request never leaves with a
+/// capability that lapses on the way.
+final class CapabilityCache: Sendable {
+    private struct Held {
+        var read: Capability?
+        /// Sorted by first block; reservations do not overlap.
+        var writes: [Capability] = []
+    }
+
+    private let held = Mutex(Held())
+    /// Room left before expiry for a capability to be used.
+    static let margin: Int64 = 30
+    /// Write capabilities kept at most (a reservation's lasts until it is committed or aborted).
+    static let maxWrites = 4096
+
+    func remember(_ capability: Capability?) {
+        guard let capability else { return }
+        let now = Self.now()
+        held.withLock { held in
+            if capability.rights.contains(.write) {
+                held.writes.removeAll { $0.expiry < now }
+                if held.writes.count >= Self.maxWrites { held.writes.removeFirst(held.writes.count - Self.maxWrites + 1) }
+                let index = held.writes.firstIndex { $0.blocks.lowerBound > capability.blocks.lowerBound } ?? held.writes.endIndex
+                held.writes.insert(capability, at: index)
+            } else if capability.rights.contains(.read) {
+                if let current = held.read, current.blocks.upperBound > capability.blocks.upperBound,
+                    current.expiry - now > Self.margin
+                {
+                    return
+                }
+                held.read = capability
+            }
+        }
+    }
+
+    /// A read capability covering block `highest` and every lower one, if one is held.
+    func read(upTo highest: BlockID) -> Capability? {
+        let now = Self.now()
+        return held.withLock { held in
+            guard let read = held.read, read.blocks.upperBound >= highest, read.expiry - now > Self.margin else {
+                return nil
+            }
+            return read
+        }
+    }
+
+    /// Write capabilities covering every id, or nil when one is missing.
+    func write(_ ids: [BlockID]) -> [Capability]? {
+        let now = Self.now()
+        return held.withLock { held in
+            var chosen: [Capability] = []
+            for id in ids where !chosen.contains(where: { $0.blocks.contains(id) }) {
+                // The last capability starting at or before `id`.
+                var low = 0
+                var high = held.writes.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if held.writes[middle].blocks.lowerBound <= id { low = middle + 1 } else { high = middle }
+                }
+                guard low > 0, held.writes[low - 1].blocks.contains(id), held.writes[low - 1].expiry - now > Self.margin
+                else { return nil }
+                chosen.append(held.writes[low - 1])
+            }
+            return chosen
+        }
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+}

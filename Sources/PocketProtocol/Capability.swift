@@ -1,0 +1,107 @@
+import NIOCore
+
+/// Permission to touch a range of one job's blocks until a deadline, signed with the key the
+/// cluster shares (`PocketSecurity`). Metadata servers hand capabilities to a job's clients with
+/// its allocations and reads; storage servers act on a block only with one that covers it, so a
+/// client that guesses block ids, or another job's, gets nothing. The controller signs
+/// `control` capabilities for what it asks of metadata servers.
+public struct Capability: Hashable, Sendable, WireMessage {
+    public struct Rights: OptionSet, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+        public static let read = Rights(rawValue: 1)
+        public static let write = Rights(rawValue: 2)
+        /// Freeing blocks: metadata servers only.
+        public static let free = Rights(rawValue: 4)
+        /// Assigning, dropping and re-placing jobs, and server tables: the controller only.
+        public static let control = Rights(rawValue: 8)
+        static let all: Rights = [.read, .write, .free, .control]
+
+        public var description: String {
+            [(Rights.read, "read"), (.write, "write"), (.free, "free"), (.control, "control")]
+                .filter { contains($0.0) }.map(\.1).joined(separator: "+")
+        }
+    }
+
+    /// Every block id: for capabilities not about particular blocks.
+    public static let everyBlock: ClosedRange<BlockID> = 0...BlockID.max
+
+    public var job: JobID
+    public var rights: Rights
+    public var blocks: ClosedRange<BlockID>
+    /// Seconds since the Unix epoch; refused after.
+    public var expiry: Int64
+    /// HMAC-SHA256 of `signedBytes`, first 16 bytes.
+    public var mac: UInt128
+
+    public init(job: JobID, rights: Rights, blocks: ClosedRange<BlockID>, expiry: Int64, mac: UInt128 = 0) {
+        self.job = job
+        self.rights = rights
+        self.blocks = blocks
+        self.expiry = expiry
+        self.mac = mac
+    }
+
+    public func covers(_ id: BlockID, _ needed: Rights) -> Bool {
+        blocks.contains(id) && rights.isSuperset(of: needed)
+    }
+
+    /// What the MAC covers: a version tag, then every field in wire order.
+    public var signedBytes: [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeString("pocket-capability-v1")
+        buffer.writeInteger(job)
+        buffer.writeInteger(rights.rawValue)
+        buffer.writeInteger(blocks.lowerBound)
+        buffer.writeInteger(blocks.upperBound)
+        buffer.writeInteger(expiry)
+        return Array(buffer.readableBytesView)
+    }
+
+    static let wireSize = 49
+
+    public init(from buffer: inout ByteBuffer) throws {
+        job = try buffer.readWire()
+        rights = Rights(rawValue: try buffer.readWire())
+        guard Rights.all.isSuperset(of: rights) else { throw PocketError.malformed("unknown rights \(rights.rawValue)") }
+        let lower: BlockID = try buffer.readWire()
+        let upper: BlockID = try buffer.readWire()
+        guard lower <= upper else { throw PocketError.malformed("empty block range \(lower)...\(upper)") }
+        blocks = lower...upper
+        expiry = try buffer.readWire()
+        mac = try buffer.readWire()
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(job)
+        writer.buffer.writeInteger(rights.rawValue)
+        writer.buffer.writeInteger(blocks.lowerBound)
+        writer.buffer.writeInteger(blocks.upperBound)
+        writer.buffer.writeInteger(expiry)
+        writer.buffer.writeInteger(mac)
+    }
+}
+
+extension ByteBuffer {
+    /// Capabilities attached to a block request; a handful at most.
+    mutating func readCapabilities() throws -> [Capability] {
+        let capabilities = try readWireArray(minimumElementSize: Capability.wireSize) { try Capability(from: &$0) }
+        guard capabilities.count <= Capability.maxPerRequest else {
+            throw PocketError.malformed("\(capabilities.count) capabilities (at most \(Capability.maxPerRequest))")
+        }
+        return capabilities
+    }
+}
+
+extension WireWriter {
+    mutating func writeCapabilities(_ capabilities: [Capability]) {
+        buffer.writeInteger(UInt32(capabilities.count))
+        for capability in capabilities { capability.encode(into: &self) }
+    }
+}
+
+extension Capability {
+    /// Bounds the signatures a storage server checks per request.
+    public static let maxPerRequest = 64
+}

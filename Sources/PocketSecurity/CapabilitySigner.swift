@@ -1,0 +1,75 @@
+import Crypto
+import Foundation
+import PocketProtocol
+
+/// Signs and checks capabilities with the cluster key (HMAC-SHA256, first 16 bytes).
+public struct CapabilitySigner: Sendable {
+    private let key: ClusterKey
+    /// How long the capabilities handed to clients stay valid.
+    public var lifetime: Duration
+
+    public init(key: ClusterKey, lifetime: Duration = .seconds(3600)) {
+        self.key = key
+        self.lifetime = lifetime
+    }
+
+    public func sign(
+        job: JobID, rights: Capability.Rights, blocks: ClosedRange<BlockID>, lifetime: Duration? = nil
+    ) -> Capability {
+        let seconds = (lifetime ?? self.lifetime).components.seconds
+        var capability = Capability(job: job, rights: rights, blocks: blocks, expiry: Self.now() + seconds)
+        capability.mac = mac(capability)
+        return capability
+    }
+
+    /// A `control` capability for what the controller asks of a metadata server about `job` (0:
+    /// the cluster as a whole); short-lived, since each is made for one request.
+    public func control(job: JobID = 0) -> Capability {
+        sign(job: job, rights: .control, blocks: Capability.everyBlock, lifetime: .seconds(60))
+    }
+
+    /// Throws `unauthorized` unless `capability` is genuine, unexpired, for `job` and grants `rights`.
+    public func check(_ capability: Capability, job: JobID, rights: Capability.Rights) throws(PocketError) {
+        guard capability.job == job, capability.rights.isSuperset(of: rights) else {
+            throw PocketError(.unauthorized, "capability does not grant \(rights) on job \(job)")
+        }
+        guard capability.expiry >= Self.now() else {
+            throw PocketError(.unauthorized, "capability expired")
+        }
+        // Compared in constant time: a forger learns nothing from how long a refusal takes.
+        guard Self.equal(capability.mac, mac(capability)) else {
+            throw PocketError(.unauthorized, "capability signature does not verify")
+        }
+    }
+
+    /// Checks that `capabilities` together grant `rights` on every block in `ids` of `job`. Each
+    /// capability is verified once however many blocks it covers.
+    public func check(
+        _ capabilities: [Capability], covering ids: some Sequence<BlockID>, job: JobID, rights: Capability.Rights
+    ) throws(PocketError) {
+        var verified = [Bool](repeating: false, count: capabilities.count)
+        for id in ids {
+            guard let index = capabilities.firstIndex(where: { $0.covers(id, rights) }) else {
+                throw PocketError(.unauthorized, "no capability grants \(rights) on block \(id) of job \(job)")
+            }
+            if !verified[index] {
+                try check(capabilities[index], job: job, rights: rights)
+                verified[index] = true
+            }
+        }
+    }
+
+    func mac(_ capability: Capability) -> UInt128 {
+        let code = HMAC<SHA256>.authenticationCode(for: capability.signedBytes, using: key.key)
+        return code.withUnsafeBytes { bytes in
+            bytes.prefix(16).reduce(UInt128(0)) { $0 << 8 | UInt128($1) }
+        }
+    }
+
+    static func equal(_ a: UInt128, _ b: UInt128) -> Bool {
+        // One XOR over the whole value: no early exit on the first differing byte.
+        (a ^ b) == 0
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+}
