@@ -34,6 +34,8 @@ extension KubernetesProvisioner {
         /// (memory for DRAM, ephemeral storage for SSD and HDD).
         public var storageResources: [Tier: ResourceRequirements] = [:]
         public var metadataResources = ResourceRequirements()
+        /// The Secret holding the cluster key (`cluster.key`), which every server pod mounts.
+        public var clusterKeySecret = "pocket-cluster-key"
         public var storagePort = 7080
         public var metadataPort = 7071
 

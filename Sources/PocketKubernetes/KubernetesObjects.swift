@@ -62,13 +62,19 @@ struct ContainerPort: Encodable {
 
 struct Volume: Encodable {
     struct EmptyDir: Encodable { var sizeLimit: String? }
+    struct Secret: Encodable {
+        var secretName: String
+        var defaultMode: Int
+    }
     var name: String
-    var emptyDir: EmptyDir
+    var emptyDir: EmptyDir?
+    var secret: Secret?
 }
 
 struct VolumeMount: Encodable {
     var name: String
     var mountPath: String
+    var readOnly: Bool?
 }
 
 /// What the provisioner reads back of a pod: its name, labels and IP.

@@ -12,6 +12,8 @@ extension KubernetesProvisioner.Configuration {
     /// Where SSD and HDD servers keep their blocks: an emptyDir volume, gone with the pod, as
     /// ephemeral data may be.
     static let dataDirectory = "/data"
+    /// Where the cluster key's Secret is mounted (read-only, owner-only file).
+    static let keyDirectory = "/etc/pocket"
 
     /// The pod for one server of `kind` (and `tier`, for storage). Pure: no I/O.
     func pod(_ kind: ServerKind, tier: Tier, namespace: String) throws -> Pod {
@@ -19,11 +21,11 @@ extension KubernetesProvisioner.Configuration {
         var labels = [PodLabel.app: "pocket", PodLabel.role: "\(kind)", PodLabel.managedBy: controllerName]
         var arguments = [
             "\(kind)", "--listen", "0.0.0.0:\(port)", "--advertise", "$(POD_IP):\(port)",
-            "--controller", controllerAddress,
+            "--controller", controllerAddress, "--cluster-key", Self.keyDirectory + "/cluster.key",
         ]
         var resources = metadataResources
-        var volumes: [Volume]?
-        var mounts: [VolumeMount]?
+        var volumes = [Volume(name: "cluster-key", secret: .init(secretName: clusterKeySecret, defaultMode: 0o400))]
+        var mounts = [VolumeMount(name: "cluster-key", mountPath: Self.keyDirectory, readOnly: true)]
         if kind == .storage {
             guard let capacity = capacities[tier] else {
                 throw PocketError(.invalidArgument, "the Kubernetes provisioner does not start \(tier) servers")
@@ -33,8 +35,8 @@ extension KubernetesProvisioner.Configuration {
             resources = self.resources(for: tier, capacity: capacity)
             if tier != .dram {
                 arguments += ["--data-dir", Self.dataDirectory]
-                volumes = [Volume(name: "data", emptyDir: .init(sizeLimit: "\(capacity)"))]
-                mounts = [VolumeMount(name: "data", mountPath: Self.dataDirectory)]
+                volumes.append(Volume(name: "data", emptyDir: .init(sizeLimit: "\(capacity)")))
+                mounts.append(VolumeMount(name: "data", mountPath: Self.dataDirectory))
             }
         } else if !startsMetadataServers {
             throw PocketError(.invalidArgument, "the Kubernetes provisioner does not start metadata servers")

@@ -64,12 +64,18 @@ extension Pocket {
         @Option(help: "Address to listen on (port 0: any free port).") var listen = Endpoint(host: "127.0.0.1", port: 0)
         @OptionGroup var controller: ControllerOption
         @Option(help: "Memory for small objects kept inline.") var inlineCapacity = ByteSize(bytes: 1 << 30)
-        @Option(help: "Seconds the block capabilities given to clients stay valid.") var capabilityLifetime = 3600
+        @Option(help: "Seconds the block capabilities given to clients stay valid (at least 120).")
+        var capabilityLifetime = 3600
         @OptionGroup var key: ClusterKeyOption
         @Option(help: "Address to give the controller and clients (default: the bound --listen address).")
         var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+
+        func validate() throws {
+            // Clients renew a capability 30 s before it expires; shorter lives would renew on every request.
+            guard capabilityLifetime >= 120 else { throw ValidationError("--capability-lifetime must be at least 120") }
+        }
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.metadata")

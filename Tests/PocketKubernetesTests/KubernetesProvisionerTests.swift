@@ -40,22 +40,24 @@ import Testing
                 #expect(container["command"].strings == ["pocket"])
                 var args = [
                     "storage", "--listen", "0.0.0.0:7080", "--advertise", "$(POD_IP):7080",
-                    "--controller", Harness.controller, "--tier", "\(tier)", "--capacity", capacity,
+                    "--controller", Harness.controller, "--cluster-key", "/etc/pocket/cluster.key",
+                    "--tier", "\(tier)", "--capacity", capacity,
                 ]
                 if tier != .dram { args += ["--data-dir", "/data"] }
                 #expect(container["args"].strings == args)
                 expectPodIPFromDownwardAPI(container)
+                expectClusterKeySecret(pod)
                 #expect(container["ports"][0]["containerPort"].int == 7080)
                 if tier == .dram {
-                    #expect(pod["spec"]["volumes"].isNull)
-                    #expect(container["volumeMounts"].isNull)
+                    #expect(pod["spec"]["volumes"].count == 1)
+                    #expect(container["volumeMounts"].count == 1)
                     #expect(container["resources"]["requests"]["memory"].string == capacity)
                 } else {
-                    #expect(pod["spec"]["volumes"].count == 1)
-                    #expect(pod["spec"]["volumes"][0]["name"].string == "data")
-                    #expect(pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"].string == capacity)
-                    #expect(container["volumeMounts"][0]["name"].string == "data")
-                    #expect(container["volumeMounts"][0]["mountPath"].string == "/data")
+                    #expect(pod["spec"]["volumes"].count == 2)
+                    #expect(pod["spec"]["volumes"][1]["name"].string == "data")
+                    #expect(pod["spec"]["volumes"][1]["emptyDir"]["sizeLimit"].string == capacity)
+                    #expect(container["volumeMounts"][1]["name"].string == "data")
+                    #expect(container["volumeMounts"][1]["mountPath"].string == "/data")
                     #expect(container["resources"]["requests"]["ephemeral-storage"].string == capacity)
                 }
             }
@@ -83,11 +85,12 @@ import Testing
             #expect(
                 container["args"].strings == [
                     "metadata", "--listen", "0.0.0.0:7071", "--advertise", "$(POD_IP):7071",
-                    "--controller", Harness.controller,
+                    "--controller", Harness.controller, "--cluster-key", "/etc/pocket/cluster.key",
                 ])
             expectPodIPFromDownwardAPI(container)
+            expectClusterKeySecret(pod)
             #expect(container["ports"][0]["containerPort"].int == 7071)
-            #expect(pod["spec"]["volumes"].isNull)
+            #expect(pod["spec"]["volumes"].count == 1)
             #expect(provisioner.podNames == ["pocket-metadata-00001"])
         }
     }
@@ -208,5 +211,16 @@ import Testing
         #expect(
             container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"].string == "status.podIP",
             sourceLocation: sourceLocation)
+    }
+
+    /// Every server pod mounts the cluster key's Secret read-only, first of its volumes.
+    private func expectClusterKeySecret(_ pod: JSON, sourceLocation: SourceLocation = #_sourceLocation) {
+        let volume = pod["spec"]["volumes"][0]
+        #expect(volume["name"].string == "cluster-key", sourceLocation: sourceLocation)
+        #expect(volume["secret"]["secretName"].string == "pocket-cluster-key", sourceLocation: sourceLocation)
+        #expect(volume["secret"]["defaultMode"].int == 0o400, sourceLocation: sourceLocation)
+        let mount = pod["spec"]["containers"][0]["volumeMounts"][0]
+        #expect(mount["mountPath"].string == "/etc/pocket", sourceLocation: sourceLocation)
+        #expect(mount["readOnly"].bool == true, sourceLocation: sourceLocation)
     }
 }
