@@ -65,16 +65,40 @@ public final class PocketJob: Sendable {
 
     /// The object at `key`. With `deleteAfterRead` the object is deleted once it has been read whole.
     public func get(_ key: String, deleteAfterRead: Bool = false) async throws -> ByteBuffer {
-        let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
-        transfer.remember(location.capability)
+        let location = try await locate(key, deleteAfterRead: deleteAfterRead)
         if let inline = location.inline { return inline }
         var result = ByteBufferAllocator().buffer(capacity: Int(location.size))
+        try await read(location, into: &result, key: key, deleteAfterRead: deleteAfterRead)
+        return result
+    }
+
+    /// Reads the object at `key` into `buffer`, replacing its contents and reusing its memory: a
+    /// caller that reads many objects into one buffer allocates (and faults in) its pages once.
+    public func get(_ key: String, into buffer: inout ByteBuffer, deleteAfterRead: Bool = false) async throws {
+        let location = try await locate(key, deleteAfterRead: deleteAfterRead)
+        buffer.clear()
+        if var inline = location.inline {
+            buffer.writeBuffer(&inline)
+            return
+        }
+        buffer.reserveCapacity(Int(location.size))
+        try await read(location, into: &buffer, key: key, deleteAfterRead: deleteAfterRead)
+    }
+
+    private func locate(_ key: String, deleteAfterRead: Bool) async throws -> ObjectLocation {
+        let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
+        transfer.remember(location.capability)
+        return location
+    }
+
+    private func read(
+        _ location: ObjectLocation, into buffer: inout ByteBuffer, key: String, deleteAfterRead: Bool
+    ) async throws {
         try await transfer.read(location) { chunk in
             var chunk = chunk
-            result.writeBuffer(&chunk)
+            buffer.writeBuffer(&chunk)
         }
         if deleteAfterRead { _ = try await call(Delete(auth: auth, path: key)) }
-        return result
     }
 
     // MARK: Namespace

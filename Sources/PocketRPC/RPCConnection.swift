@@ -20,11 +20,12 @@ public final class RPCConnection: Sendable {
         do {
             let channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.recvAllocator, value: FrameReader.receiveAllocator)
                 .connectTimeout(.seconds(3))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                        try sync.addHandler(FrameReader(maxFrameSize: maxFrameSize))
                         try sync.addHandler(ClientConnectionHandler(endpoint: endpoint))
                     }
                 }

@@ -36,6 +36,7 @@ public final class RPCServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.recvAllocator, value: FrameReader.receiveAllocator)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let open = counters.connections.add(1, ordering: .relaxed).newValue
@@ -48,7 +49,7 @@ public final class RPCServer: Service, Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try sync.addHandler(FrameDeadlineHandler(timeout: configuration.frameTimeout))
-                    try sync.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: configuration.maxFrameSize)))
+                    try sync.addHandler(FrameReader(maxFrameSize: configuration.maxFrameSize))
                     try sync.addHandler(
                         ServerConnectionHandler(
                             handler: handler, counters: counters, workQueue: workQueue, logger: logger))
