@@ -58,7 +58,9 @@ import Testing
             let cut = ContinuousClock.now
             try cluster.network.partition("far")
             // A put issued before the controller notices still places blocks on "far": with one
-            // copy per block it may fail, but clearly and without hanging.
+            // copy per block it may fail, but clearly and without hanging — after the 3 s connect
+            // timeout, plus up to the metadata server's 5 s free timeout when it hands back the
+            // put's blocks while it still takes "far" for live (it waits for frees before replying).
             let earlyFile = try cluster.file("early", size: 4 << 20, seed: 4)
             async let early = cluster.pocket(["put", "both", "early", earlyFile.path])
             let timeToDead = try await cluster.waitFor(far, state: "dead", within: .seconds(6))
@@ -68,7 +70,7 @@ import Testing
             // 3.25 s after the cut, seen here up to one `pocket status` later.
             #expect(timeToDead > .seconds(2), "dead before 3 s of silence")
             #expect(timeToDead < .seconds(3.75))
-            #expect(earlyPut.elapsed < .seconds(5))
+            #expect(earlyPut.elapsed < .seconds(9.5))
             #expect(earlyPut.status == 0 || earlyPut.errors.contains("I/O error"), "\(earlyPut.errors)")
 
             // Reads of blocks on "far" fail within 5 s with an I/O error naming the server; the
