@@ -1,0 +1,413 @@
+import Foundation
+import PocketLocal
+import PocketProtocol
+import PocketRPC
+import Synchronization
+import Testing
+
+/// Network partitions: a storage server cut off from the rest of the cluster by the network, not
+/// killed. The cluster lives in namespaces (`NamespaceNetwork`) and is driven through the `pocket`
+/// command, as a user inside the cluster's network would.
+@Suite(.serialized) struct PartitionTests {
+    static let permitted = NamespaceNetwork.permitted
+
+    @Test(
+        .enabled("`ip netns add` is not permitted here (needs root or CAP_SYS_ADMIN); partition tests skipped") {
+            PartitionTests.permitted
+        })
+    func aPartitionedStorageServerIsDeclaredDeadFailsReadsFastAndReturnsWithItsData() async throws {
+        try await withSplitCluster { cluster in
+            // A job whose weight map is the core's storage server alone: it exists before "far" does.
+            try await cluster.succeed("job", "register", "near", "--throughput", "100MB/s", "--capacity", "64MiB")
+            let nearData = try cluster.file("near-data", size: 1 << 20, seed: 1)
+            try await cluster.succeed("put", "near", "data", nearData.path)
+
+            let far = try await cluster.startStorage(on: "far")
+            let status = try await cluster.status()
+            let farID = try #require(status.server(far.endpoint)?.id)
+            let coreID = try #require(status.server(cluster.coreStorage.endpoint)?.id)
+            #expect(status.job("near")?.weightmap == ["\(coreID)": 1])
+
+            // A job over both storage servers.
+            try await cluster.succeed("job", "register", "both")
+            let map = try #require(try await cluster.status().job("both")?.weightmap)
+            #expect((map["\(farID)"] ?? 0) > 0.2 && (map["\(coreID)"] ?? 0) > 0.2, "weight map \(map)")
+            // Single-block objects, and how many of them are on "far" by far's own count of its blocks
+            // (the core holds "near"'s 16). Which server each lands on is the placer's business —
+            // through `pocket put` today every one lands on the same server: each put reserves 256
+            // blocks, uses one and hands the rest back, and the placer's round robin is left where
+            // it began — so the reads below are checked against that count.
+            let singles = try (0..<6).map { try cluster.file("one-\($0)", size: 20_000 + $0, seed: 10 + UInt64($0)) }
+            for (index, file) in singles.enumerated() {
+                try await cluster.succeed("put", "both", "one/\(index)", file.path)
+            }
+            let farSingles = try await cluster.blockCounts(totalling: 16 + singles.count)[farID] ?? 0
+            print("partition: far holds \(farSingles) of \(singles.count) single-block objects")
+            let striped = try cluster.file("striped", size: 4 << 20, seed: 2)
+            try await cluster.succeed("put", "both", "striped", striped.path)
+            let inline = try cluster.file("inline", size: 100, seed: 3)
+            try await cluster.succeed("put", "both", "inline", inline.path)
+
+            // 1. Before: everything reads back.
+            try await cluster.expectContents("both", "striped", striped)
+            try await cluster.expectContents("both", "inline", inline)
+            for (index, file) in singles.enumerated() { try await cluster.expectContents("both", "one/\(index)", file) }
+            try await cluster.expectContents("near", "data", nearData)
+
+            // 2. During the partition.
+            let cut = ContinuousClock.now
+            try cluster.network.partition("far")
+            // A put issued before the controller notices still places blocks on "far": with one
+            // copy per block it may fail, but clearly and without hanging — after the 3 s connect
+            // timeout, plus up to the metadata server's 5 s free timeout when it hands back the
+            // put's blocks while it still takes "far" for live (it waits for frees before replying).
+            let earlyFile = try cluster.file("early", size: 4 << 20, seed: 4)
+            async let early = cluster.pocket(["put", "both", "early", earlyFile.path])
+            let timeToDead = try await cluster.waitFor(far, state: "dead", within: .seconds(6))
+            let earlyPut = try await early
+            print("partition: far marked dead after \(timeToDead); a put in that window: \(earlyPut.summary)")
+            // Dead after 3 s without a heartbeat (they come every 0.5 s), checked every 0.25 s: 2.5 to
+            // 3.25 s after the cut, seen here up to one `pocket status` later.
+            #expect(timeToDead > .seconds(2), "dead before 3 s of silence")
+            #expect(timeToDead < .seconds(3.75))
+            #expect(earlyPut.elapsed < .seconds(9.5))
+            #expect(earlyPut.status == 0 || earlyPut.errors.contains("I/O error"), "\(earlyPut.errors)")
+
+            // Reads of blocks on "far" fail within 5 s with an I/O error naming the server; the
+            // others read. All at once, each timed on its own.
+            let reads = try await withThrowingTaskGroup(of: (String, PocketRun).self) { group in
+                for key in ["striped", "inline"] + singles.indices.map({ "one/\($0)" }) {
+                    group.addTask { (key, try await cluster.pocket(["get", "both", key, cluster.output(key).path])) }
+                }
+                return try await group.reduce(into: [String: PocketRun]()) { $0[$1.0] = $1.1 }
+            }
+            var failedSingles = 0
+            for (key, run) in reads.sorted(by: { $0.key < $1.key }) {
+                print("partition: get \(key): \(run.summary)")
+                #expect(run.elapsed < .seconds(5), "get \(key) took \(run.elapsed)")
+                if run.status != 0 {
+                    #expect(
+                        run.errors.contains("I/O error") && run.errors.contains("storage server \(farID)"),
+                        "\(run.errors)")
+                    if key.hasPrefix("one/") { failedSingles += 1 }
+                }
+            }
+            #expect(reads["striped"]?.status != 0, "a striped object read with half its blocks cut off")
+            #expect(reads["inline"]?.status == 0)
+            #expect(failedSingles == farSingles, "failed reads are exactly the objects on far")
+            for (index, file) in singles.enumerated() where reads["one/\(index)"]?.status == 0 {
+                #expect(try Data(contentsOf: cluster.output("one/\(index)")) == Data(contentsOf: file))
+            }
+
+            // New puts go to live servers only once the metadata server has the controller's table
+            // (pushed within 50 ms of a change).
+            try await Task.sleep(for: .milliseconds(300))
+            let during = try cluster.file("during", size: 4 << 20, seed: 5)
+            let put = try await cluster.succeed("put", "both", "during", during.path)
+            print("partition: put of 4 MiB while far is dead: \(put.summary)")
+            try await cluster.expectContents("both", "during", during)
+            let listing = try await cluster.succeed("ls", "both")
+            #expect(listing.output.contains("during\n") && listing.output.contains("striped\n"))
+
+            // Other jobs: the one on the core alone, and one registered now.
+            try await cluster.expectContents("near", "data", nearData)
+            try await cluster.succeed("put", "near", "during", during.path)
+            try await cluster.expectContents("near", "during", during)
+            try await cluster.succeed("job", "register", "fresh")
+            let freshMap = try #require(try await cluster.status().job("fresh")?.weightmap)
+            #expect(freshMap["\(farID)"] == nil, "a job placed on a dead server: \(freshMap)")
+            try await cluster.succeed("put", "fresh", "x", striped.path)
+            try await cluster.expectContents("fresh", "x", striped)
+
+            // 3. After healing: "far" kept its blocks and serves them at once (clients connect to it
+            // directly); its heartbeats resume and it is active again.
+            let partitioned = ContinuousClock.now - cut
+            let healed = ContinuousClock.now
+            try cluster.network.heal("far")
+            try await cluster.expectContents("both", "striped", striped)
+            for (index, file) in singles.enumerated() { try await cluster.expectContents("both", "one/\(index)", file) }
+            let readable = ContinuousClock.now - healed
+            #expect(readable < .seconds(5))
+            _ = try await cluster.waitFor(far, state: "active", within: partitioned + .seconds(10))
+            let timeToActive = ContinuousClock.now - healed
+            print(
+                "partition: lasted \(partitioned); after the heal every object read back within \(readable), "
+                    + "far active again after \(timeToActive)")
+            // Heartbeats go on over the connection they used before the cut, so they arrive at TCP's
+            // next retransmission, whose back-off doubles through the partition: up to about the
+            // partition's length after the heal (5 s → 2 s, 10 s → 3.8 s, 30 s → 24 s, measured).
+            // A heartbeat that times out should open a new connection instead.
+            #expect(timeToActive < partitioned + .seconds(2))
+            withKnownIssue("heartbeats wait out TCP's back-off on their old connection", isIntermittent: true) {
+                #expect(timeToActive < .seconds(2))
+            }
+
+            // New blocks go to "far" again once the metadata server has the new table.
+            try await Task.sleep(for: .milliseconds(300))
+            let before = try await cluster.status().server(far.endpoint)?.blockCount ?? 0
+            try await cluster.succeed("put", "both", "after", striped.path)
+            try await cluster.expectContents("both", "after", striped)
+            let deadline = ContinuousClock.now + .seconds(5)
+            var grew = false
+            while !grew, ContinuousClock.now < deadline {
+                grew = (try await cluster.status().server(far.endpoint)?.blockCount ?? 0) > before
+                if !grew { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(grew, "no new block went to far after it came back")
+        }
+    }
+}
+
+// MARK: - A cluster split over two namespaces
+
+/// One `pocket` command's outcome.
+struct PocketRun: Sendable {
+    var status: Int32
+    var output: String
+    var errors: String
+    var elapsed: Duration
+
+    var summary: String {
+        let seconds = String(format: "%.2f s", elapsed / .seconds(1))
+        return status == 0
+            ? "ok in \(seconds)"
+            : "failed in \(seconds): \(errors.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))"
+    }
+}
+
+/// `pocket status --json`, the parts these tests read.
+struct StatusDocument: Decodable {
+    struct Server: Decodable {
+        var id: UInt32
+        var kind: String
+        var address: String
+        var state: String
+        var blockCount: UInt64
+    }
+
+    struct Job: Decodable {
+        var name: String
+        var weightmap: [String: Double]
+    }
+
+    var servers: [Server]
+    var jobs: [Job]
+
+    func server(_ endpoint: Endpoint) -> Server? { servers.first { $0.address == endpoint.description } }
+    func job(_ name: String) -> Job? { jobs.first { $0.name == name } }
+}
+
+/// A controller, a metadata server, a storage server and the clients in namespace "core"; more
+/// storage servers in namespace "far" when the test starts them. Every process runs through
+/// `ip netns exec`; `pocket` commands run in "core" with their own POCKET_HOME.
+final class SplitCluster: Sendable {
+    let network: NamespaceNetwork
+    let executable: URL
+    let directory: URL
+    let controller: LocalProcess
+    let coreStorage: LocalProcess
+    private let processes: Mutex<[LocalProcess]>
+    private let counter = Atomic<Int>(0)
+
+    private init(
+        network: NamespaceNetwork, executable: URL, directory: URL, controller: LocalProcess, coreStorage: LocalProcess,
+        processes: [LocalProcess]
+    ) {
+        self.network = network
+        self.executable = executable
+        self.directory = directory
+        self.controller = controller
+        self.coreStorage = coreStorage
+        self.processes = Mutex(processes)
+    }
+
+    var all: [LocalProcess] { processes.withLock { $0 } }
+
+    /// Starts the core; `stop` (or the network's deletion) ends every process started here.
+    static func start(network: NamespaceNetwork, directory: URL) async throws -> SplitCluster {
+        let executable = try pocketExecutable()
+        let core = network.host("core").address
+        var started: [LocalProcess] = []
+        do {
+            let controller = try await launch(
+                "controller", in: "core", ["controller", "--listen", "\(core):0"], network: network,
+                executable: executable, directory: directory)
+            started.append(controller)
+            let metadata = try await launch(
+                "metadata", in: "core",
+                ["metadata", "--listen", "\(core):0", "--controller", "\(controller.endpoint)"],
+                network: network, executable: executable, directory: directory)
+            started.append(metadata)
+            let storage = try await launch(
+                "storage-core", in: "core", storageArguments(listen: core, controller: controller.endpoint),
+                network: network, executable: executable, directory: directory)
+            started.append(storage)
+            let cluster = SplitCluster(
+                network: network, executable: executable, directory: directory, controller: controller,
+                coreStorage: storage, processes: started)
+            for process in [metadata, storage] { _ = try await cluster.waitFor(process, state: "active") }
+            return cluster
+        } catch {
+            for process in started { await process.stop() }
+            throw error
+        }
+    }
+
+    private static func storageArguments(listen host: String, controller: Endpoint) -> [String] {
+        ["storage", "--listen", "\(host):0", "--controller", "\(controller)", "--capacity", "1GiB"]
+    }
+
+    private static func launch(
+        _ role: String, in host: String, _ arguments: [String], network: NamespaceNetwork, executable: URL,
+        directory: URL
+    ) async throws -> LocalProcess {
+        try await LocalProcess.launch(
+            executable: try IPRoute.executable(), role: role,
+            arguments: network.arguments(in: host, [executable.path] + arguments + ["--log-level", "info"]),
+            workDirectory: directory)
+    }
+
+    /// Starts a storage server in `host` and waits until the controller lists it as active.
+    func startStorage(on host: String) async throws -> LocalProcess {
+        let process = try await Self.launch(
+            "storage-\(host)", in: host,
+            Self.storageArguments(listen: network.host(host).address, controller: controller.endpoint),
+            network: network, executable: executable, directory: directory)
+        processes.withLock { $0.append(process) }
+        _ = try await waitFor(process, state: "active")
+        return process
+    }
+
+    func stop() async {
+        await withTaskGroup(of: Void.self) { group in
+            for process in all where process !== controller { group.addTask { await process.stop() } }
+        }
+        await controller.stop()
+    }
+
+    // MARK: The pocket command, in "core"
+
+    /// Runs `pocket arguments…` in "core"; one that runs past `timeout` is killed and reported.
+    func pocket(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> PocketRun {
+        let index = counter.add(1, ordering: .relaxed).newValue
+        let output = directory.appendingPathComponent("cli-\(index).out")
+        let errors = directory.appendingPathComponent("cli-\(index).err")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        let process = Process()
+        process.executableURL = try IPRoute.executable()
+        process.arguments = network.arguments(in: "core", [executable.path] + arguments)
+        var environment = ProcessInfo.processInfo.environment
+        environment["POCKET_CONTROLLER"] = controller.endpoint.description
+        environment["POCKET_HOME"] = directory.appendingPathComponent("home").path
+        process.environment = environment
+        process.standardOutput = try FileHandle(forWritingTo: output)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        process.standardInput = FileHandle.nullDevice
+        let started = ContinuousClock.now
+        try process.run()
+        var killed = false
+        while process.isRunning {
+            if ContinuousClock.now - started > timeout || Task.isCancelled {
+                kill(process.processIdentifier, SIGKILL)
+                killed = true
+                process.waitUntilExit()
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let elapsed = ContinuousClock.now - started
+        var run = PocketRun(
+            status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
+            errors: try String(contentsOf: errors, encoding: .utf8), elapsed: elapsed)
+        if killed { run.errors += "\n(killed after \(elapsed): past its \(timeout) or the test's end)" }
+        return run
+    }
+
+    /// Runs `pocket arguments…` and records an issue when it fails.
+    @discardableResult
+    func succeed(_ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws -> PocketRun {
+        let run = try await pocket(arguments)
+        #expect(
+            run.status == 0, "pocket \(arguments.joined(separator: " ")): \(run.errors)", sourceLocation: sourceLocation
+        )
+        return run
+    }
+
+    func status() async throws -> StatusDocument {
+        let run = try await pocket(["status", "--json"])
+        guard run.status == 0 else { throw PocketError(.unavailable, "pocket status: \(run.errors)") }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(StatusDocument.self, from: Data(run.output.utf8))
+    }
+
+    /// Polls `pocket status` until `process`'s server is in `state`; returns how long that took.
+    func waitFor(_ process: LocalProcess, state: String, within timeout: Duration = .seconds(20)) async throws
+        -> Duration
+    {
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < timeout {
+            if try await status().server(process.endpoint)?.state == state { return ContinuousClock.now - started }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw PocketError(.timedOut, "\(process.role) not \(state) within \(timeout)")
+    }
+
+    /// Blocks per storage server once their reports add up to `total` (reports come twice a second).
+    func blockCounts(totalling total: Int) async throws -> [UInt32: Int] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            let storage = try await status().servers.filter { $0.kind == "storage" }
+            if storage.reduce(0, { $0 + Int($1.blockCount) }) == total {
+                return Dictionary(uniqueKeysWithValues: storage.map { ($0.id, Int($0.blockCount)) })
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw PocketError(.timedOut, "storage servers did not report \(total) blocks")
+    }
+
+    // MARK: Files
+
+    /// A file of `size` bytes of the tests' pattern, for `pocket put`.
+    func file(_ name: String, size: Int, seed: UInt64) throws -> URL {
+        let url = directory.appendingPathComponent("input-\(name)")
+        try Data(pattern(size, seed: seed).readableBytesView).write(to: url)
+        return url
+    }
+
+    /// Where `pocket get` of `key` writes.
+    func output(_ key: String) -> URL {
+        directory.appendingPathComponent("output-" + key.replacingOccurrences(of: "/", with: "-"))
+    }
+
+    /// Gets `job`'s `key` and expects the bytes of `file`.
+    func expectContents(
+        _ job: String, _ key: String, _ file: URL, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let destination = output("\(job)-\(key)")
+        try? FileManager.default.removeItem(at: destination)
+        let run = try await pocket(["get", job, key, destination.path])
+        #expect(run.status == 0, "get \(job) \(key): \(run.errors)", sourceLocation: sourceLocation)
+        guard run.status == 0 else { return }
+        #expect(
+            try Data(contentsOf: destination) == Data(contentsOf: file), "\(job) \(key) read back different bytes",
+            sourceLocation: sourceLocation)
+    }
+}
+
+/// Runs `body` against a cluster split over namespaces "core" and "far"; always stops its processes,
+/// deletes the namespaces and removes its directory, and shows the servers' logs when `body` fails.
+func withSplitCluster<T>(_ body: (SplitCluster) async throws -> T) async throws -> T {
+    let directory = try temporaryDirectory("partition")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try await withNamespaceNetwork(hosts: ["core", "far"]) { network in
+        let cluster = try await SplitCluster.start(network: network, directory: directory)
+        let result = await capture { try await body(cluster) }
+        await cluster.stop()
+        if case .failure = result {
+            for process in cluster.all { print("---- \(process.role) log ----\n\(process.log.suffix(3000))") }
+        }
+        return try result.get()
+    }
+}
