@@ -4,7 +4,7 @@ import Synchronization
 
 /// Carrying out the autoscaler: every 250 ms release drained servers that hold nothing live; every
 /// 500 ms (servers report twice a second), when autoscaling is on, ask the autoscaler and do what
-/// it says.
+/// it says. Neither happens during the recovery grace period, when the loads are not all known.
 extension ControllerService {
     func scalingLoop() async {
         guard let scaling else { return }
@@ -12,6 +12,7 @@ extension ControllerService {
         var tick = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(250))
+            guard !state.withLock({ $0.isRecovering(now: .now) }) else { continue }
             tick += 1
             await releaseDrained(unowned: &unowned)
             guard scaling.autoscale, tick % 2 == 0 else { continue }

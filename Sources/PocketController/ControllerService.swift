@@ -50,15 +50,33 @@ public final class ControllerService: RequestHandler, Service {
         switch request.header.opcode {
         case .registerServer:
             return request.serve(RegisterServer.self) { request in
-                let reply = state.withLock { $0.register(request, now: now) }
+                let registration = try state.withLock { state throws(PocketError) in
+                    try state.register(request, now: now)
+                }
                 logger.info(
                     "server registered",
                     metadata: [
-                        "server.id": "\(reply.serverID)", "server.kind": "\(request.kind)",
+                        "server.id": "\(registration.reply.serverID)", "server.kind": "\(request.kind)",
                         "server.address": "\(request.address)", "server.tier": "\(request.tier)",
+                        "server.previous-id": "\(request.previousID)",
                     ])
+                // Names and ids only: the report carries the jobs' tokens.
+                for job in registration.recovered {
+                    logger.info(
+                        "job taken back from its metadata server",
+                        metadata: [
+                            "job.name": "\(job.name)", "job.id": "\(job.id)",
+                            "job.allocation": "\(job.allocation.summary)",
+                            "server.id": "\(registration.reply.serverID)",
+                        ])
+                }
+                for (name, reason) in registration.refused.sorted(by: { $0.key < $1.key }) {
+                    logger.warning(
+                        "job reported by a metadata server not taken back: \(reason)",
+                        metadata: ["job.name": "\(name)", "server.id": "\(registration.reply.serverID)"])
+                }
                 tableDirty.store(true, ordering: .releasing)
-                return reply
+                return registration.reply
             }
         case .heartbeat:
             return request.serve(Heartbeat.self) { request in
@@ -73,8 +91,9 @@ public final class ControllerService: RequestHandler, Service {
         case .deregisterJob:
             return request.serveAsync(DeregisterJob.self) { request in try await self.deregisterJob(request.job) }
         case .lookupJob:
-            return request.serve(LookupJob.self) { request in
-                try state.withLock { try $0.grant(for: $0.authorize(request.job)) }
+            return request.serveAsync(LookupJob.self) { request in
+                await self.recovered()
+                return try self.state.withLock { try $0.grant(for: $0.authorize(request.job)) }
             }
         case .listJobs:
             return request.serve(ListJobs.self) { _ in JobList(jobs: state.withLock { $0.status.jobs }) }
@@ -93,7 +112,16 @@ public final class ControllerService: RequestHandler, Service {
         }
     }
 
+    /// Returns once the recovery grace period is over. Job calls wait for it: by then every live
+    /// metadata server has reported its jobs, so a new job cannot take a running one's name and a
+    /// running one is found. Without a grace period (a new cluster) it returns at once.
+    func recovered() async {
+        let end = state.withLock { $0.recoveryEnds }
+        if end > .now { try? await Task.sleep(until: end, clock: .continuous) }
+    }
+
     private func registerJob(_ request: RegisterJob) async throws -> JobGrant {
+        await recovered()
         let (newID, token) = (Secrets.jobID(), Secrets.token())
         let job = try await placing { state, room throws(PocketError) in
             try state.admit(name: request.name, hints: request.hints, newID: newID, token: token, room: room)
@@ -121,6 +149,7 @@ public final class ControllerService: RequestHandler, Service {
     }
 
     private func deregisterJob(_ credentials: JobCredentials) async throws -> Empty {
+        await recovered()
         let job = try state.withLock { try $0.authorize(credentials) }
         let reply = try await metadataCall(job.info.metadataAddress, DropJob(capability: signer.control(job: job.info.id), jobID: job.info.id))
         state.withLock { $0.remove(credentials.name, persisted: reply.persistedObjects > 0) }
@@ -134,6 +163,7 @@ public final class ControllerService: RequestHandler, Service {
     }
 
     private func updateHints(_ request: UpdateHints) async throws -> JobInfo {
+        await recovered()
         _ = try state.withLock { try $0.authorize(request.job) }
         let job = try await placing { state, room throws(PocketError) in
             try state.updateHints(request.job.name, request.hints, room: room)
@@ -222,11 +252,14 @@ public final class ControllerService: RequestHandler, Service {
 
     /// Sends the storage table to every live metadata server soon after it changes, and every few
     /// seconds so a restarted metadata server catches up; then the weight maps that changed (jobs
-    /// placed again after a drain, a new server's share, maps that lost every server).
+    /// placed again after a drain, a new server's share, maps that lost every server). Nothing is
+    /// pushed during the recovery grace period: the metadata servers keep the table the last
+    /// controller gave them until this one has heard from every server still running.
     private func pushLoop() async {
         var lastPush = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(50))
+            guard !state.withLock({ $0.isRecovering(now: .now) }) else { continue }
             let changed = tableDirty.exchange(false, ordering: .acquiring)
             guard changed || ContinuousClock.now - lastPush >= .seconds(2) else { continue }
             lastPush = .now

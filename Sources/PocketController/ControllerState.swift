@@ -8,6 +8,11 @@ public struct ControllerState: Sendable {
         public var inlineLimit: UInt32 = 8 << 10
         /// A server that has not reported for this long is dead.
         public var deadAfter: Duration = .seconds(3)
+        /// After the controller starts, how long it waits for the servers of a cluster that outlived
+        /// it to register again before it gives out new server ids, admits jobs, pushes server
+        /// tables or scales (see `isRecovering`). Zero for a cluster known to be new (the tests, the
+        /// simulation, `pocket up`); the daemon defaults to `deadAfter`.
+        public var recoveryGrace: Duration = .zero
         public var policy = RightsizingPolicy()
         public init() {}
     }
@@ -28,6 +33,14 @@ public struct ControllerState: Sendable {
         public var shares: [ServerID: Double] = [:]
     }
 
+    /// What a registration came to: the reply, and for a metadata server the jobs taken back from its
+    /// report and those that could not be (name → why).
+    public struct Registration: Sendable {
+        public var reply: RegisterServerReply
+        public var recovered: [JobInfo] = []
+        public var refused: [String: String] = [:]
+    }
+
     /// What placing a job came to: done, or more servers are needed first.
     public enum Outcome: Sendable {
         case placed(Job)
@@ -40,13 +53,16 @@ public struct ControllerState: Sendable {
     }
 
     public let settings: Settings
+    /// When this controller started: its recovery grace period runs from here.
+    public let startedAt: ContinuousClock.Instant
     public internal(set) var servers: [ServerID: Server] = [:]
     public internal(set) var jobs: [String: Job] = [:]
     /// Ended jobs that left persisted objects: the name keeps its id and metadata server.
     public private(set) var retired: [String: (id: JobID, metadataServer: ServerID)] = [:]
     /// Throughput and capacity reserved on each storage server by jobs' shares.
     var reserved: [ServerID: (throughput: Double, capacity: Double)] = [:]
-    private var nextServerID: ServerID = 1
+    /// Above every server id this controller has given out or seen (see `noteSeen`).
+    private(set) var nextServerID: ServerID = 1
     /// Per metadata server, the bytes of blocks it has placed on each storage server (its reports).
     var placedBy: [ServerID: [ServerID: UInt64]] = [:]
     /// Servers asked of the provisioner and not registered yet, per pool, with when that was, and
@@ -57,20 +73,59 @@ public struct ControllerState: Sendable {
     /// The last scaling decisions, oldest first.
     public internal(set) var events: [ScalingEvent] = []
 
-    public init(settings: Settings = Settings()) {
+    public init(settings: Settings = Settings(), startedAt: ContinuousClock.Instant = .now) {
         self.settings = settings
+        self.startedAt = startedAt
     }
 
     // MARK: Servers
 
-    /// Adds a server. One that registers again from the same address replaces its old entry.
-    public mutating func register(_ request: RegisterServer, now: ContinuousClock.Instant) -> RegisterServerReply {
-        if let old = servers.values.first(where: { $0.info.address == request.address && $0.info.kind == request.kind }) {
+    /// Whether the controller is still in its recovery grace period: the servers of a cluster that
+    /// outlived the last controller are registering again (each within a heartbeat, 500 ms) and
+    /// metadata servers are reporting their jobs. Until it ends the controller learns and does not
+    /// act: it answers registrations and heartbeats, but gives out no new server id, admits no job,
+    /// pushes no server table (one missing servers not back yet would hide their blocks) and does
+    /// not scale.
+    public func isRecovering(now: ContinuousClock.Instant) -> Bool {
+        settings.recoveryGrace > .zero && now < recoveryEnds
+    }
+
+    public var recoveryEnds: ContinuousClock.Instant { startedAt + settings.recoveryGrace }
+
+    /// Adds a server. One that registers again from the same address replaces its old entry. A
+    /// server that names the id it had gets it back unless another server holds it; a new one gets a
+    /// new id, never one seen before, and only once the recovery grace period is over (until then an
+    /// id that a server not back yet still holds could look free). A metadata server's report of
+    /// its jobs rebuilds them (`recover`).
+    public mutating func register(
+        _ request: RegisterServer, now: ContinuousClock.Instant
+    ) throws(PocketError) -> Registration {
+        let sameServer = { (server: Server) in
+            server.info.address == request.address && server.info.kind == request.kind
+        }
+        // Its own id back, unless another live server holds it (a dead entry under it is its own past).
+        let claimed =
+            request.previousID != 0
+            && servers[request.previousID].map { $0.info.state == .dead || sameServer($0) } ?? true
+        if !claimed, isRecovering(now: now) {
+            throw PocketError(.busy, "the controller has just started and is waiting for its servers to come back")
+        }
+        for server in request.knownServers { noteSeen(server.id) }
+        if let old = servers.values.first(where: sameServer) {
             servers.removeValue(forKey: old.info.id)
             reserved.removeValue(forKey: old.info.id)
         }
-        let id = nextServerID
-        nextServerID += 1
+        let id: ServerID
+        if claimed {
+            id = request.previousID
+            noteSeen(id)
+            servers.removeValue(forKey: id)
+            reserved.removeValue(forKey: id)
+        } else {
+            guard nextServerID < .max else { throw PocketError(.noSpace, "no server ids are left") }
+            id = nextServerID
+            nextServerID += 1
+        }
         var stats = ServerStats()
         stats.capacityBytes = request.capacityBytes
         servers[id] = Server(
@@ -78,13 +133,39 @@ public struct ControllerState: Sendable {
                 id: id, kind: request.kind, tier: request.tier, address: request.address, state: .active,
                 throughput: request.throughput, stats: stats),
             lastSeen: now)
+        if request.kind == .storage { reserveShares(on: id) }
         joined(id, now: now)
-        return RegisterServerReply(serverID: id, blockSize: settings.blockSize, inlineLimit: settings.inlineLimit)
+        var registration = Registration(
+            reply: RegisterServerReply(serverID: id, blockSize: settings.blockSize, inlineLimit: settings.inlineLimit))
+        if request.kind == .metadata { recover(request, on: id, into: &registration) }
+        return registration
+    }
+
+    /// Keeps new ids above `id`: after a restart the controller learns the ids in use from the
+    /// servers (theirs, and the storage servers metadata servers know of, dead ones included).
+    mutating func noteSeen(_ id: ServerID) {
+        if id < .max { nextServerID = max(nextServerID, id + 1) }
+    }
+
+    /// A storage server registered: the jobs with a share on its id reserve that share of it. Only
+    /// servers already back had their reservations made when a job was taken back after a restart
+    /// (`reserve` skips unknown servers); this makes the rest as each returns, so reservations are
+    /// always the shares of the servers the controller knows, whichever registers first. For a new
+    /// id no job has a share yet, and this does nothing.
+    private mutating func reserveShares(on id: ServerID) {
+        for job in jobs.values {
+            guard let share = job.shares[id] else { continue }
+            var held = reserved[id] ?? (0, 0)
+            held.throughput += share * Double(job.info.allocation.throughput)
+            held.capacity += share * Double(job.info.allocation.capacity)
+            reserved[id] = held
+        }
     }
 
     /// Records a server's report. Returns true when the server came back from the dead.
     public mutating func heartbeat(_ request: Heartbeat, now: ContinuousClock.Instant) throws(PocketError) -> Bool {
         guard servers[request.serverID] != nil else {
+            noteSeen(request.serverID)
             throw PocketError(.unknownServer, "server \(request.serverID) is not registered")
         }
         servers[request.serverID]!.lastSeen = now
@@ -233,6 +314,75 @@ public struct ControllerState: Sendable {
         guard let job = jobs.removeValue(forKey: name) else { return }
         reserve(job, sign: -1)
         if persisted { retired[name] = (job.info.id, job.metadataServer) }
+    }
+
+    /// Takes back the jobs a metadata server reports holding, when this controller does not know them
+    /// (it restarted). Each keeps its name, id, token and hints, and the weight map the metadata
+    /// server places its blocks by (the data is where that map sent it); its allocation is computed
+    /// again from the hints on the tier holding most of that map (the tier's servers as the
+    /// controller or the metadata server knows them; the cheapest otherwise), and its shares reserve
+    /// that allocation on the storage servers known now, the others as they register. A job the
+    /// controller knows under the same id just points at this server; one whose name or id another
+    /// job holds is refused (a metadata server that reports after the grace period, when a new job
+    /// may have taken the name). Ended jobs' names come back with their ids, for their persisted
+    /// objects.
+    mutating func recover(
+        _ report: RegisterServer, on metadataServer: ServerID, into registration: inout Registration
+    ) {
+        let tiers = Dictionary(report.knownServers.map { ($0.id, $0.tier) }) { first, _ in first }
+            .merging(servers.mapValues(\.info.tier)) { _, known in known }
+        let capacities = Dictionary(report.knownServers.map { ($0.id, $0.capacityBytes) }) { first, _ in first }
+            .merging(servers.mapValues(\.info.stats.capacityBytes)) { _, known in known }
+        for record in report.jobs {
+            if let known = jobs[record.name], known.info.id == record.id {
+                jobs[record.name]!.metadataServer = metadataServer
+                jobs[record.name]!.info.metadataAddress = report.address
+                continue
+            }
+            do throws(PocketError) {
+                try Self.validate(name: record.name)
+                try settings.policy.validate(record.hints)
+            } catch {
+                registration.refused[record.name] = error.message
+                continue
+            }
+            if let other = jobs[record.name] ?? jobs.values.first(where: { $0.info.id == record.id }) {
+                registration.refused[record.name] =
+                    "job '\(other.info.name)' (id \(other.info.id)) holds its name or id"
+                continue
+            }
+            var shares: [ServerID: Double] = [:]
+            for entry in record.weightMap.entries where entry.weight > 0 {
+                shares[entry.server, default: 0] += entry.weight
+                noteSeen(entry.server)
+            }
+            var weightByTier: [Tier: Double] = [:]
+            for (server, share) in shares { if let tier = tiers[server] { weightByTier[tier, default: 0] += share } }
+            let tier = weightByTier.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key
+            var allocation =
+                tier.map { settings.policy.allocation(for: record.hints, on: $0) }
+                ?? settings.policy.preferred(for: record.hints)
+            // Placement marked a job the cluster could not hold as over-committed; rebuilt, the mark
+            // stands where the job's share alone is more than a server of its map declared.
+            allocation.overcommitted = shares.contains { server, share in
+                let throughput = servers[server].map { Double($0.info.throughput) } ?? .infinity
+                let capacity = capacities[server].map { Double($0) } ?? .infinity
+                return share * Double(allocation.throughput) > throughput * (1 + Placement.epsilon)
+                    || share * Double(allocation.capacity) > capacity * (1 + Placement.epsilon)
+            }
+            let job = Job(
+                info: JobInfo(
+                    name: record.name, id: record.id, hints: record.hints, allocation: allocation,
+                    weightMap: record.weightMap, metadataAddress: report.address),
+                token: record.token, metadataServer: metadataServer, shares: shares)
+            jobs[record.name] = job
+            reserve(job, sign: 1)
+            retired.removeValue(forKey: record.name)
+            registration.recovered.append(job.info)
+        }
+        for ended in report.retiredJobs where jobs[ended.name] == nil && retired[ended.name] == nil {
+            retired[ended.name] = (ended.id, metadataServer)
+        }
     }
 
     /// Gives a running job new hints: a new allocation and weight map for its new blocks (the

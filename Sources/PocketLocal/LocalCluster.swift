@@ -44,9 +44,12 @@ public final class LocalCluster: Sendable {
     }
 
     public let options: Options
-    public let controller: LocalProcess
+    private let controllerProcess: Mutex<LocalProcess>
     private let members = Mutex<[LocalProcess]>([])
     private let counter = Atomic<Int>(0)
+
+    /// The controller process (a new one after `restartController`, on the same address).
+    public var controller: LocalProcess { controllerProcess.withLock { $0 } }
 
     public var processes: [LocalProcess] { [controller] + members.withLock { $0 } }
     public var storageServers: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("storage") } } }
@@ -54,7 +57,7 @@ public final class LocalCluster: Sendable {
 
     private init(options: Options, controller: LocalProcess) {
         self.options = options
-        self.controller = controller
+        controllerProcess = Mutex(controller)
     }
 
     /// Starts the cluster and returns once every server has registered with the controller.
@@ -67,19 +70,10 @@ public final class LocalCluster: Sendable {
             _ = try ClusterKey.loadOrCreate(path: path)
             options.environment["POCKET_CLUSTER_KEY"] = path
         }
-        var arguments = ["controller", "--listen", options.controller.description, "--log-level", options.logLevel]
-        if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
-        if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
-        if let policyFile = options.policyFile { arguments += ["--policy", policyFile] }
-        let limits = options.provisionLimits
-        for (tier, capacity) in options.provision.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--provision", "\(tier):\(capacity):\(limits.lowerBound):\(limits.upperBound)"]
-        }
-        if options.autoscale { arguments.append("--autoscale") }
-        arguments += options.controllerArguments
-        arguments += ["--data-dir", options.workDirectory.appendingPathComponent("provisioned").path]
+        // The cluster is new: the controller need not wait for servers of an earlier one.
         let controller = try await LocalProcess.launch(
-            executable: options.executable, role: "controller", arguments: arguments,
+            executable: options.executable, role: "controller",
+            arguments: controllerArguments(options, listen: options.controller, newCluster: true),
             workDirectory: options.workDirectory, environment: options.environment)
         let cluster = LocalCluster(options: options, controller: controller)
         do {
@@ -93,6 +87,40 @@ public final class LocalCluster: Sendable {
             throw error
         }
         return cluster
+    }
+
+    static func controllerArguments(_ options: Options, listen: Endpoint, newCluster: Bool = false) -> [String] {
+        var arguments = ["controller", "--listen", listen.description, "--log-level", options.logLevel]
+        if newCluster { arguments += ["--recovery-grace", "0"] }
+        if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
+        if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
+        if let policyFile = options.policyFile { arguments += ["--policy", policyFile] }
+        let limits = options.provisionLimits
+        for (tier, capacity) in options.provision.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--provision", "\(tier):\(capacity):\(limits.lowerBound):\(limits.upperBound)"]
+        }
+        if options.autoscale { arguments.append("--autoscale") }
+        arguments += options.controllerArguments
+        arguments += ["--data-dir", options.workDirectory.appendingPathComponent("provisioned").path]
+        return arguments
+    }
+
+    /// Starts a new controller on the address of the last one, which must have exited (a fault test
+    /// kills it), with the default recovery grace period: the running servers register with it
+    /// again and it rebuilds its state from them. Returns once it is listening.
+    @discardableResult
+    public func restartController() async throws -> LocalProcess {
+        let old = controller
+        guard !old.isRunning else {
+            throw PocketError(.busy, "the controller (pid \(old.pid)) is still running; stop it first")
+        }
+        let index = counter.add(1, ordering: .relaxed).newValue
+        let process = try await LocalProcess.launch(
+            executable: options.executable, role: "controller-\(index)",
+            arguments: Self.controllerArguments(options, listen: old.endpoint), workDirectory: options.workDirectory,
+            environment: options.environment)
+        controllerProcess.withLock { $0 = process }
+        return process
     }
 
     @discardableResult

@@ -48,6 +48,7 @@ public struct MetadataServer: Sendable {
                 report.stats.cpu = cpu.sample()
                 return report
             },
+            describe: { service.describe(&$0) },
             onRegistered: { service.configure($0) })
         return MetadataServer(server: server, session: session, service: service)
     }

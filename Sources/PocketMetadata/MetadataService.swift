@@ -33,6 +33,20 @@ public final class MetadataService: RequestHandler {
         }
     }
 
+    /// What a registration tells the controller: the jobs this server holds and the ended ones whose
+    /// persisted objects it keeps, from which a restarted controller rebuilds its registry, and the
+    /// storage servers it knows. The jobs' tokens go to the controller only (never to the log).
+    public func describe(_ registration: inout RegisterServer) {
+        state.withLock { state in
+            registration.jobs = state.jobs.map { id, job in
+                JobRecord(id: id, name: job.name, token: job.token, hints: job.hints, weightMap: job.placer.weightMap)
+            }.sorted { $0.id < $1.id }
+            registration.retiredJobs = state.retired.map { RetiredJob(id: $0.value.id, name: $0.key) }
+                .sorted { $0.id < $1.id }
+            registration.knownServers = state.servers.values.sorted { $0.id < $1.id }
+        }
+    }
+
     /// What the heartbeat tells the controller: inline bytes held, jobs, blocks placed per storage
     /// server and bytes per job.
     public func report(serverID: ServerID) -> Heartbeat {

@@ -20,13 +20,33 @@ public struct RegisterServer: WireRequest, Hashable {
     public var capacityBytes: UInt64
     /// Declared throughput, bytes per second.
     public var throughput: UInt64
+    /// The id an earlier registration of this same process gave it; 0 for a process registering for
+    /// the first time (a storage server started again has lost its blocks, so it must not claim its
+    /// old id). A controller that restarted gives the id back, so namespaces naming it stay right.
+    public var previousID: ServerID
+    /// From metadata servers: the storage servers of their server table. A restarted controller
+    /// learns from them which ids are taken (it gives new servers ids above them) and their tiers.
+    public var knownServers: [StorageServerEntry]
+    /// From metadata servers: the jobs they hold, from which a restarted controller rebuilds its
+    /// registry. Carries the jobs' tokens: never log it whole.
+    public var jobs: [JobRecord]
+    /// From metadata servers: ended jobs whose persisted objects they keep under the job's name.
+    public var retiredJobs: [RetiredJob]
 
-    public init(kind: ServerKind, tier: Tier, address: String, capacityBytes: UInt64, throughput: UInt64) {
+    public init(
+        kind: ServerKind, tier: Tier, address: String, capacityBytes: UInt64, throughput: UInt64,
+        previousID: ServerID = 0, knownServers: [StorageServerEntry] = [], jobs: [JobRecord] = [],
+        retiredJobs: [RetiredJob] = []
+    ) {
         self.kind = kind
         self.tier = tier
         self.address = address
         self.capacityBytes = capacityBytes
         self.throughput = throughput
+        self.previousID = previousID
+        self.knownServers = knownServers
+        self.jobs = jobs
+        self.retiredJobs = retiredJobs
     }
 
     public init(from buffer: inout ByteBuffer) throws {
@@ -35,6 +55,10 @@ public struct RegisterServer: WireRequest, Hashable {
         address = try buffer.readWireString()
         capacityBytes = try buffer.readWire()
         throughput = try buffer.readWire()
+        previousID = try buffer.readWire()
+        knownServers = try buffer.readWireArray(minimumElementSize: 16) { try StorageServerEntry(from: &$0) }
+        jobs = try buffer.readWireArray(minimumElementSize: 17) { try JobRecord(from: &$0) }
+        retiredJobs = try buffer.readWireArray(minimumElementSize: 10) { try RetiredJob(from: &$0) }
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -43,6 +67,71 @@ public struct RegisterServer: WireRequest, Hashable {
         writer.buffer.writeWireString(address)
         writer.buffer.writeInteger(capacityBytes)
         writer.buffer.writeInteger(throughput)
+        writer.buffer.writeInteger(previousID)
+        writer.buffer.writeWireArray(knownServers) { $1.write(to: &$0) }
+        writer.buffer.writeInteger(UInt32(jobs.count))
+        for job in jobs { job.encode(into: &writer) }
+        writer.buffer.writeWireArray(retiredJobs) { $1.write(to: &$0) }
+    }
+}
+
+/// A job as its metadata server holds it, reported when the server registers: what a restarted
+/// controller needs to serve the job's holders again. Its description leaves the token out.
+public struct JobRecord: WireMessage, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public var id: JobID
+    public var name: String
+    public var token: String
+    public var hints: JobHints
+    /// The weight map the metadata server places the job's new blocks by.
+    public var weightMap: WeightMap
+
+    public init(id: JobID, name: String, token: String, hints: JobHints, weightMap: WeightMap) {
+        self.id = id
+        self.name = name
+        self.token = token
+        self.hints = hints
+        self.weightMap = weightMap
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        id = try buffer.readWire()
+        name = try buffer.readWireString()
+        token = try buffer.readWireString()
+        hints = try JobHints(from: &buffer)
+        weightMap = try WeightMap(from: &buffer)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(id)
+        writer.buffer.writeWireString(name)
+        writer.buffer.writeWireString(token)
+        hints.encode(into: &writer)
+        weightMap.encode(into: &writer)
+    }
+
+    public var description: String { "JobRecord(id: \(id), name: \(name), hints: \(hints), weightMap: \(weightMap))" }
+    public var debugDescription: String { description }
+}
+
+/// An ended job whose persisted objects a metadata server keeps: a later job of that name gets them
+/// back under this id.
+public struct RetiredJob: Hashable, Sendable {
+    public var id: JobID
+    public var name: String
+
+    public init(id: JobID, name: String) {
+        self.id = id
+        self.name = name
+    }
+
+    init(from buffer: inout ByteBuffer) throws {
+        id = try buffer.readWire()
+        name = try buffer.readWireString()
+    }
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(id)
+        buffer.writeWireString(name)
     }
 }
 

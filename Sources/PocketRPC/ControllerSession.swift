@@ -6,8 +6,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// A server's membership in the cluster: registers with the controller, then sends its stats every
-/// interval. When the controller does not know it (it restarted) or cannot be reached, it registers
-/// again, so the cluster heals without operator help.
+/// interval. When the controller does not know it (it restarted), it registers again under the id
+/// it had, with what it holds (a metadata server: its jobs), so the controller rebuilds its state
+/// and the cluster heals without operator help.
 public final class ControllerSession: Service, Sendable {
     public struct Settings: Sendable {
         public var controller: Endpoint
@@ -24,15 +25,19 @@ public final class ControllerSession: Service, Sendable {
     /// The report for one heartbeat, given the server's id.
     private let report: @Sendable (ServerID) -> Heartbeat
     private let onRegistered: @Sendable (RegisterServerReply) -> Void
+    private let describe: @Sendable (inout RegisterServer) -> Void
     private let registered = Mutex<RegisterServerReply?>(nil)
     private let logger: Logger
 
+    /// `describe` adds what the server holds to each registration (asked every time it registers).
     public init(
         settings: Settings, logger: Logger, report: @escaping @Sendable (ServerID) -> Heartbeat,
+        describe: @escaping @Sendable (inout RegisterServer) -> Void = { _ in },
         onRegistered: @escaping @Sendable (RegisterServerReply) -> Void = { _ in }
     ) {
         self.settings = settings
         self.report = report
+        self.describe = describe
         self.onRegistered = onRegistered
         self.logger = logger
     }
@@ -40,15 +45,19 @@ public final class ControllerSession: Service, Sendable {
     /// The cluster settings from the last registration, once registered.
     public var registration: RegisterServerReply? { registered.withLock { $0 } }
 
-    /// Registers, retrying until the controller answers; returns its reply.
+    /// Registers, retrying until the controller answers; returns its reply. After the first time it
+    /// names the id it was given, so a controller that restarted gives the same one back.
     public func register() async throws -> RegisterServerReply {
         var delay = Duration.milliseconds(50)
         while true {
             do {
+                var request = settings.registration
+                request.previousID = registration?.serverID ?? 0
+                describe(&request)
                 let connection = try await RPCConnection.connect(to: settings.controller, timeout: .seconds(3))
                 let reply: RegisterServerReply
                 do {
-                    reply = try await connection.call(settings.registration)
+                    reply = try await connection.call(request)
                     await connection.close()
                 } catch {
                     await connection.close()
@@ -59,9 +68,14 @@ public final class ControllerSession: Service, Sendable {
                 logger.info(
                     "registered with controller",
                     metadata: ["server.id": "\(reply.serverID)", "controller": "\(settings.controller)"])
+                if request.previousID != 0, reply.serverID != request.previousID {
+                    logger.warning(
+                        "the controller gave this server a new id; another server holds its old one",
+                        metadata: ["server.id": "\(reply.serverID)", "server.previous-id": "\(request.previousID)"])
+                }
                 return reply
             } catch {
-                logger.debug("controller \(settings.controller) not reachable yet: \(error)")
+                logger.debug("could not register with controller \(settings.controller) yet: \(error)")
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
             }

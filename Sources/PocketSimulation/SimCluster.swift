@@ -24,12 +24,15 @@ struct SimCluster {
     mutating func register(_ tier: Tier, in state: inout ControllerState, now: ContinuousClock.Instant) {
         nextAddress += 1
         let shape = policy.profile(tier)
-        let id = state.register(
-            RegisterServer(
-                kind: .storage, tier: tier, address: "sim-\(nextAddress)", capacityBytes: shape.nodeCapacity,
-                throughput: shape.nodeThroughput),
-            now: now
-        ).serverID
+        // A simulated cluster is new (no recovery grace period): registration cannot be refused.
+        guard
+            let id = try? state.register(
+                RegisterServer(
+                    kind: .storage, tier: tier, address: "sim-\(nextAddress)", capacityBytes: shape.nodeCapacity,
+                    throughput: shape.nodeThroughput),
+                now: now
+            ).reply.serverID
+        else { return }
         servers[id] = Server(tier: tier)
         var stats = ServerStats()
         stats.capacityBytes = shape.nodeCapacity

@@ -105,7 +105,7 @@ public struct Simulation {
         settings.policy = policy
         var state = ControllerState(settings: settings)
         var scaler = Autoscaler(settings: autoscalerSettings())
-        _ = state.register(
+        _ = try? state.register(
             RegisterServer(kind: .metadata, tier: .dram, address: "sim-metadata", capacityBytes: 1 << 40, throughput: 0),
             now: origin)
         var cluster = SimCluster(policy: policy)

@@ -21,6 +21,13 @@ extension Pocket {
         var policy: String?
         @Flag(help: "Print the rightsizing policy in effect (defaults, or --policy) as JSON and exit.")
         var showPolicy = false
+        @Option(
+            help: ArgumentHelp(
+                "Seconds after start to wait for the servers of a running cluster to register again (and metadata "
+                    + "servers to report their jobs) before giving out new server ids, admitting jobs, pushing server "
+                    + "tables or scaling; 0 for a cluster known to be new.",
+                valueName: "seconds"))
+        var recoveryGrace = 3.0
         @OptionGroup var key: ClusterKeyOption
         @OptionGroup var scaling: ScalingOptions
         @OptionGroup var log: LogOptions
@@ -33,12 +40,16 @@ extension Pocket {
             guard inlineLimit.bytes <= blockSize.bytes else {
                 throw ValidationError("--inline-limit must not exceed the block size")
             }
+            guard recoveryGrace >= 0, recoveryGrace <= 600 else {
+                throw ValidationError("--recovery-grace must be between 0 and 600 seconds")
+            }
         }
 
         func run() async throws {
             var settings = ControllerState.Settings()
             settings.blockSize = UInt32(blockSize.bytes)
             settings.inlineLimit = UInt32(inlineLimit.bytes)
+            settings.recoveryGrace = .milliseconds(Int64((recoveryGrace * 1000).rounded()))
             if let policy {
                 let data: Data
                 do { data = try Data(contentsOf: URL(fileURLWithPath: policy)) } catch {

@@ -12,16 +12,16 @@ import Testing
     static let gb: UInt64 = 1_000_000_000
 
     /// A metadata server and `count` storage servers per tier, each 1 GB/s and 1 TB.
-    func cluster(_ tiers: [Tier: Int]) -> ControllerState {
+    func cluster(_ tiers: [Tier: Int]) throws -> ControllerState {
         var state = ControllerState()
-        _ = state.register(
+        _ = try state.register(
             RegisterServer(kind: .metadata, tier: .dram, address: "127.0.0.1:1", capacityBytes: 1, throughput: 0),
             now: start)
         var port = 100
         for tier in Tier.allCases {
             for _ in 0..<(tiers[tier] ?? 0) {
                 port += 1
-                _ = state.register(
+                _ = try state.register(
                     RegisterServer(
                         kind: .storage, tier: tier, address: "127.0.0.1:\(port)", capacityBytes: 1000 * Self.gb,
                         throughput: Self.gb),
@@ -54,7 +54,7 @@ import Testing
     }
 
     @Test func theFullestServerWithRoomIsFilledFirst() throws {
-        var state = cluster([.ssd: 3])  // servers 2, 3, 4
+        var state = try cluster([.ssd: 3])  // servers 2, 3, 4
         #expect(weights(try admit(&state, "a", hints(0.3))) == [2: 1])
         #expect(weights(try admit(&state, "b", hints(0.3))) == [2: 1])
         // 0.4 of server 2 is left: two thirds of c there, the rest on the next server.
@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test func arrivalsAndDeparturesNeverOverAllocateAServer() throws {
-        var state = cluster([.ssd: 4, .hdd: 2])
+        var state = try cluster([.ssd: 4, .hdd: 2])
         var random = SplitMix64(seed: 7)
         var live: [String] = []
         for step in 0..<400 {
@@ -98,7 +98,7 @@ import Testing
     }
 
     @Test func serversAreLaunchedOnlyWhenNeeded() throws {
-        var state = cluster([.ssd: 1])
+        var state = try cluster([.ssd: 1])
         let room = ProvisioningRoom([.ssd: (Self.gb, 1000 * Self.gb, 5)])
         // Fits: no launch.
         #expect(try state.admit(name: "small", hints: hints(0.5), newID: 1, token: "t", room: room).job != nil)
@@ -108,7 +108,7 @@ import Testing
         #expect(count == 2)
         #expect(state.jobs["big"] == nil)
         for port in [201, 202] {
-            _ = state.register(
+            _ = try state.register(
                 RegisterServer(
                     kind: .storage, tier: .ssd, address: "127.0.0.1:\(port)", capacityBytes: 1000 * Self.gb,
                     throughput: Self.gb),
@@ -127,7 +127,7 @@ import Testing
     }
 
     @Test func aJobTooBigForItsTierMixesTiersCheapestFirst() throws {
-        var state = cluster([.dram: 1, .ssd: 1])
+        var state = try cluster([.dram: 1, .ssd: 1])
         // Non-latency-sensitive 1.5 servers' worth: the SSD server gives what it has, DRAM the rest.
         let job = try admit(&state, "mixed", hints(1.5))
         #expect(weights(job) == [3: 0.666667, 2: 0.333333])
@@ -141,19 +141,19 @@ import Testing
     }
 
     @Test func latencySensitiveJobsStayOnDRAM() throws {
-        var state = cluster([.dram: 1, .hdd: 2])
+        var state = try cluster([.dram: 1, .hdd: 2])
         let job = try admit(&state, "fast", hints(3, latencySensitive: true))
         #expect(weights(job) == [2: 1])
         #expect(job.info.allocation.tier == .dram)
         #expect(job.info.allocation.overcommitted)
-        var noDRAM = cluster([.hdd: 2])
+        var noDRAM = try cluster([.hdd: 2])
         #expect { try noDRAM.admit(name: "fast", hints: hints(0.1, latencySensitive: true), newID: 1, token: "t") } throws: {
             ($0 as? PocketError)?.code == .noSpace
         }
     }
 
     @Test func newHintsMoveTheJobsNewBlocksAndItsReservation() throws {
-        var state = cluster([.dram: 1, .hdd: 1])
+        var state = try cluster([.dram: 1, .hdd: 1])
         let capacityHeavy = JobHints(latencySensitive: true, peakThroughput: 10_000_000, capacity: 500 * Self.gb)
         let before = try admit(&state, "j", capacityHeavy)
         #expect(weights(before) == [2: 1])
@@ -168,7 +168,7 @@ import Testing
         // Hints that cannot be placed leave the job as it was.
         var impossible = relaxed
         impossible.latencySensitive = true
-        var noDRAM = cluster([.hdd: 1])
+        var noDRAM = try cluster([.hdd: 1])
         _ = try admit(&noDRAM, "j", relaxed)
         #expect { try noDRAM.updateHints("j", impossible) } throws: { ($0 as? PocketError)?.code == .noSpace }
         #expect(noDRAM.jobs["j"]?.info.hints == relaxed)

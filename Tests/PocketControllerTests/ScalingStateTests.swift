@@ -9,13 +9,15 @@ import Testing
     let start = ContinuousClock.now
     static let gb: UInt64 = 1_000_000_000
 
-    func register(_ state: inout ControllerState, _ kind: ServerKind, port: Int, tier: Tier = .dram) -> ServerID {
-        state.register(
+    func register(
+        _ state: inout ControllerState, _ kind: ServerKind, port: Int, tier: Tier = .dram
+    ) throws -> ServerID {
+        try state.register(
             RegisterServer(
                 kind: kind, tier: tier, address: "127.0.0.1:\(port)", capacityBytes: 100 * Self.gb,
                 throughput: kind == .storage ? Self.gb : 0),
             now: start
-        ).serverID
+        ).reply.serverID
     }
 
     func stats(cpu: Double = 0, network: UInt64 = 0, used: UInt64 = 0, blocks: UInt64 = 0) -> ServerStats {
@@ -32,9 +34,9 @@ import Testing
 
     @Test func loadsReportEachPoolsUtilisation() throws {
         var state = ControllerState()
-        let metadata = register(&state, .metadata, port: 1)
-        let a = register(&state, .storage, port: 2)
-        let b = register(&state, .storage, port: 3)
+        let metadata = try register(&state, .metadata, port: 1)
+        let a = try register(&state, .storage, port: 2)
+        let b = try register(&state, .storage, port: 3)
         _ = try state.heartbeat(Heartbeat(serverID: metadata, stats: stats(cpu: 0.9)), now: start)
         _ = try state.heartbeat(Heartbeat(serverID: a, stats: stats(network: 900_000_000)), now: start)
         _ = try state.heartbeat(Heartbeat(serverID: b, stats: stats(network: 100_000_000, used: 50 * Self.gb)), now: start)
@@ -47,14 +49,14 @@ import Testing
 
     @Test func aServerStartedForLoadTakesAShareOfItsTiersJobs() throws {
         var state = ControllerState()
-        _ = register(&state, .metadata, port: 1)
-        let first = register(&state, .storage, port: 2)
+        _ = try register(&state, .metadata, port: 1)
+        let first = try register(&state, .storage, port: 2)
         let job = try #require(try state.admit(name: "j", hints: hints, newID: 1, token: "t").job)
         #expect(job.info.weightMap.entries.map(\.server) == [first])
         _ = state.takeChangedJobs()
         state.expectLaunch(.storage(.dram), count: 1, forLoad: true, now: start)
         #expect(state.loads(now: start).first { $0.pool == .storage(.dram) }?.launching == 1)
-        let second = register(&state, .storage, port: 3)
+        let second = try register(&state, .storage, port: 3)
         let moved = try #require(state.takeChangedJobs().first)
         #expect(moved.info.weightMap.entries.map(\.server) == [first, second])
         #expect(moved.info.weightMap.entries.map(\.weight) == [0.5, 0.5])
@@ -64,15 +66,15 @@ import Testing
         #expect(reserved == [5 * Self.gb, 5 * Self.gb])
         // A server started for a job's allocation takes no share of the others.
         state.expectLaunch(.storage(.dram), count: 1, forLoad: false, now: start)
-        _ = register(&state, .storage, port: 4)
+        _ = try register(&state, .storage, port: 4)
         #expect(state.takeChangedJobs().isEmpty)
     }
 
     @Test func drainingMovesNewBlocksAwayAndReleasesOnlyWhenEmpty() throws {
         var state = ControllerState()
-        let metadata = register(&state, .metadata, port: 1)
-        let first = register(&state, .storage, port: 2)
-        let second = register(&state, .storage, port: 3)
+        let metadata = try register(&state, .metadata, port: 1)
+        let first = try register(&state, .storage, port: 2)
+        let second = try register(&state, .storage, port: 3)
         let job = try #require(try state.admit(name: "j", hints: hints, newID: 1, token: "t").job)
         let holder = try #require(job.info.weightMap.entries.first?.server)
         let other = holder == first ? second : first
@@ -100,9 +102,9 @@ import Testing
 
     @Test func aDrainingServerCanBeTakenBack() throws {
         var state = ControllerState()
-        _ = register(&state, .metadata, port: 1)
-        let first = register(&state, .storage, port: 2)
-        _ = register(&state, .storage, port: 3)
+        _ = try register(&state, .metadata, port: 1)
+        let first = try register(&state, .storage, port: 2)
+        _ = try register(&state, .storage, port: 3)
         _ = try state.admit(name: "j", hints: hints, newID: 1, token: "t")
         state.drain(first, now: start)
         _ = state.takeChangedJobs()
@@ -115,10 +117,10 @@ import Testing
 
     @Test func newJobsGoToTheLeastLoadedMetadataServerAndNeverToADrainingOne() throws {
         var state = ControllerState()
-        let m1 = register(&state, .metadata, port: 1)
-        _ = register(&state, .storage, port: 2)
+        let m1 = try register(&state, .metadata, port: 1)
+        _ = try register(&state, .storage, port: 2)
         _ = try state.admit(name: "a", hints: hints, newID: 1, token: "t")
-        let m2 = register(&state, .metadata, port: 3)
+        let m2 = try register(&state, .metadata, port: 3)
         #expect(try state.admit(name: "b", hints: hints, newID: 2, token: "t").job?.metadataServer == m2)
         #expect(try state.admit(name: "c", hints: hints, newID: 3, token: "t").job?.metadataServer == m1)
         state.drain(m2, now: start)

@@ -5,40 +5,12 @@ import Testing
 
 /// The `pocket` command as a user runs it, against a real cluster.
 @Suite(.serialized) struct CommandLineTests {
-    struct Run {
-        var status: Int32
-        var output: String
-        var errors: String
-    }
-
-    func pocket(_ arguments: [String], controller: String, home: URL, input: URL? = nil) throws -> Run {
-        let process = Process()
-        process.executableURL = try pocketExecutable()
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["POCKET_CONTROLLER"] = controller
-        environment["POCKET_HOME"] = home.path
-        process.environment = environment
-        let output = home.appendingPathComponent("stdout")
-        let errors = home.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
-            errors: try String(contentsOf: errors, encoding: .utf8))
-    }
-
     @Test func aUserCanRegisterStoreListFetchAndDeregister() async throws {
         try await withCluster { cluster, _ in
             let home = try temporaryDirectory("cli")
             defer { try? FileManager.default.removeItem(at: home) }
             let controller = cluster.controller.endpoint.description
-            func run(_ arguments: String..., input: URL? = nil) throws -> Run {
+            func run(_ arguments: String..., input: URL? = nil) throws -> PocketRun {
                 try pocket(arguments, controller: controller, home: home, input: input)
             }
 

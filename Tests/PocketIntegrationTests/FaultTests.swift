@@ -115,6 +115,125 @@ import Testing
         }
     }
 
+    @Test func aRestartedControllerRebuildsItsStateFromTheServers() async throws {
+        try await withCluster { cluster, client in
+            let home = try temporaryDirectory("restart")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let job = try await client.registerJob("phoenix", hints: JobHints(peakThroughput: 500_000_000))
+            try await job.put("before", pattern(3 << 20, seed: 1))
+            try await job.put("small", pattern(100, seed: 2))
+            // An ended job whose persisted (inline) object outlives it: the name keeps its id.
+            let kept = try await client.registerJob("kept")
+            try await kept.put("saved", pattern(100, seed: 3), persist: true)
+            try await client.deregisterJob(kept)
+            let before = try await client.status()
+            let ids = Dictionary(uniqueKeysWithValues: before.servers.map { ($0.address, $0.id) })
+            let original = try #require(before.jobs.first { $0.name == "phoenix" })
+
+            cluster.controller.signal(SIGKILL)
+            await cluster.controller.waitUntilExit()
+            try await job.put("during", pattern(1 << 20, seed: 4))
+            #expect(try await job.get("before") == pattern(3 << 20, seed: 1))
+
+            // A new controller on the same address: the servers register again under their ids,
+            // the metadata server reports the job.
+            let restarted = ContinuousClock.now
+            try await cluster.restartController()
+            let listening = ContinuousClock.now - restarted
+            var serversBack: Duration?
+            var jobBack: Duration?
+            while ContinuousClock.now - restarted < .seconds(10), serversBack == nil || jobBack == nil {
+                if let status = try? await client.status() {
+                    let active = status.servers.filter { $0.state == .active }
+                    if serversBack == nil, Dictionary(uniqueKeysWithValues: active.map { ($0.address, $0.id) }) == ids {
+                        serversBack = ContinuousClock.now - restarted
+                    }
+                    if jobBack == nil, status.jobs.contains(where: { $0.name == "phoenix" && $0.id == original.id }) {
+                        jobBack = ContinuousClock.now - restarted
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let servers = try #require(serversBack, "the servers did not come back under their ids within 10 s")
+            let jobs = try #require(jobBack, "the job did not come back within 10 s")
+            #expect(servers < .seconds(3))
+            #expect(jobs < .seconds(3))
+
+            let listed = try #require(try await client.listJobs().first { $0.name == "phoenix" })
+            #expect(listed.id == original.id)
+            #expect(listed.weightMap == original.weightMap)
+            #expect(listed.allocation == original.allocation)
+            #expect(listed.metadataAddress == original.metadataAddress)
+
+            // `pocket status` shows the storage servers under the ids they had.
+            let status = try pocket(
+                ["status", "--json"], controller: cluster.controller.endpoint.description, home: home)
+            #expect(status.status == 0, "\(status.errors)")
+            let shown = try storageServerIDs(statusJSON: status.output)
+            #expect(shown.count == 2)
+            #expect(shown == ids.filter { shown[$0.key] != nil })
+
+            // Objects written before and while the controller was away read back; new ones go in.
+            #expect(try await job.get("before") == pattern(3 << 20, seed: 1))
+            #expect(try await job.get("small") == pattern(100, seed: 2))
+            #expect(try await job.get("during") == pattern(1 << 20, seed: 4))
+            try await job.put("after", pattern(2 << 20, seed: 5))
+            #expect(try await job.get("after") == pattern(2 << 20, seed: 5))
+
+            // The job's token still proves it; deregistering frees its blocks on every storage server.
+            #expect(try await client.openJob("phoenix", token: job.token).id == original.id)
+            let answered = ContinuousClock.now - restarted
+            let held = try await storageBlocks(cluster)
+            #expect(held > 0)
+            try await client.deregisterJob(job)
+            #expect(try await storageBlocks(cluster) == 0)
+            #expect(try await client.listJobs().allSatisfy { $0.name != "phoenix" })
+
+            // New jobs register; the ended job's name still leads to its persisted object.
+            let newcomer = try await client.registerJob("newcomer")
+            #expect(newcomer.id != original.id)
+            try await newcomer.put("x", pattern(1 << 20, seed: 6))
+            #expect(try await newcomer.get("x") == pattern(1 << 20, seed: 6))
+            let again = try await client.registerJob("kept")
+            #expect(again.id == kept.id)
+            #expect(try await again.get("saved") == pattern(100, seed: 3))
+            try await client.deregisterJob(newcomer)
+            try await client.deregisterJob(again)
+            // The metadata server's report carried the tokens; no log shows them.
+            #expect(logsShowing([job.token, kept.token], in: cluster).isEmpty)
+            print(
+                "controller restart: listening after \(listening), servers back under their ids after \(servers), "
+                    + "job listed after \(jobs), first job call answered after \(answered) (\(held) blocks freed)")
+        }
+    }
+
+    /// Address → id of the storage servers in `pocket status --json` output.
+    func storageServerIDs(statusJSON: String) throws -> [String: ServerID] {
+        let document = try JSONSerialization.jsonObject(with: Data(statusJSON.utf8)) as? [String: Any]
+        var ids: [String: ServerID] = [:]
+        for server in document?["servers"] as? [[String: Any]] ?? [] where server["kind"] as? String == "storage" {
+            if let address = server["address"] as? String, let id = server["id"] as? NSNumber {
+                ids[address] = id.uint32Value
+            }
+        }
+        return ids
+    }
+
+    /// The processes whose logs show any of `secrets`.
+    func logsShowing(_ secrets: [String], in cluster: LocalCluster) -> [String] {
+        cluster.processes.filter { process in
+            let log = process.log
+            return secrets.contains { log.contains($0) }
+        }.map(\.role)
+    }
+
+    /// Blocks held by the cluster's storage servers, by their own count.
+    func storageBlocks(_ cluster: LocalCluster) async throws -> UInt64 {
+        var total: UInt64 = 0
+        for server in cluster.storageServers { total += try await ask(server.endpoint, StorageStats()).blockCount }
+        return total
+    }
+
     @Test func aDeadMetadataServersJobsGetAClearErrorNotAHang() async throws {
         try await withCluster { cluster, client in
             let job = try await client.registerJob("headless")

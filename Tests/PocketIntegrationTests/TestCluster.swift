@@ -62,6 +62,37 @@ func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
     }
 }
 
+/// What a `pocket` command printed, and how it exited.
+struct PocketRun {
+    var status: Int32
+    var output: String
+    var errors: String
+}
+
+/// Runs the `pocket` command as a user would, against `controller`, with `home` as its POCKET_HOME
+/// (its token store; its output files go there too).
+func pocket(_ arguments: [String], controller: String, home: URL, input: URL? = nil) throws -> PocketRun {
+    let process = Process()
+    process.executableURL = try pocketExecutable()
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["POCKET_CONTROLLER"] = controller
+    environment["POCKET_HOME"] = home.path
+    process.environment = environment
+    let output = home.appendingPathComponent("stdout")
+    let errors = home.appendingPathComponent("stderr")
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: output)
+    process.standardError = try FileHandle(forWritingTo: errors)
+    process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return PocketRun(
+        status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
+        errors: try String(contentsOf: errors, encoding: .utf8))
+}
+
 /// Asks a server directly, on a connection of its own.
 func ask<R: WireRequest>(_ endpoint: Endpoint, _ request: R) async throws -> R.Response {
     let connection = try await RPCConnection.connect(to: endpoint, timeout: .seconds(5))

@@ -39,11 +39,21 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
     let credentials = JobCredentials(name: "sort", token: "secret")
     let capability = Capability(job: 42, rights: [.read, .write], blocks: 3...900, expiry: 1_900_000_000, mac: 0xDEAD_BEEF << 64 | 7)
     let control = Capability(job: 0, rights: .control, blocks: Capability.everyBlock, expiry: 5, mac: 1)
+    let record = JobRecord(id: 42, name: "sort", token: auth.token, hints: hints, weightMap: map)
     let replicated = [BlockRef(id: 3, server: 1, replicas: [2, 4]), BlockRef(id: 4, server: 2, replicas: [1]), .hole]
     return [
         ("Ping", Ping.opcode, Ping()),
         ("RegisterServer", RegisterServer.opcode,
          RegisterServer(kind: .storage, tier: .hdd, address: "[::1]:80", capacityBytes: 5, throughput: 6)),
+        ("RegisterServer again with a report", RegisterServer.opcode,
+         RegisterServer(
+            kind: .metadata, tier: .dram, address: "127.0.0.1:7071", capacityBytes: 5, throughput: 0, previousID: 7,
+            knownServers: table.servers + [
+                StorageServerEntry(id: 9, address: "127.0.0.1:2", tier: .hdd, state: .dead, capacityBytes: 11)
+            ],
+            jobs: [record, JobRecord(id: 43, name: "empty", token: "u", hints: JobHints(), weightMap: WeightMap())],
+            retiredJobs: [RetiredJob(id: 40, name: "kept")])),
+        ("JobRecord", nil, record),
         ("RegisterServerReply", nil, RegisterServerReply(serverID: 1, blockSize: 65536, inlineLimit: 8192)),
         ("Heartbeat", Heartbeat.opcode, Heartbeat(serverID: 2, stats: stats)),
         ("Heartbeat with reports", Heartbeat.opcode,
@@ -261,6 +271,17 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
         #expect(frame.header.isResponse)
         #expect(frame.header.requestID == 5)
         #expect(frame.error == PocketError(.noSpace, "full"))
+    }
+
+    /// A job report carries tokens; printing it (a log line, a failed expectation) must not show them.
+    @Test func aJobRecordsDescriptionLeavesTheTokenOut() {
+        let record = JobRecord(id: 1, name: "sort", token: "s3cr3t-token", hints: JobHints(), weightMap: WeightMap())
+        let registration = RegisterServer(
+            kind: .metadata, tier: .dram, address: "a:1", capacityBytes: 1, throughput: 0, jobs: [record])
+        for text in ["\(record)", String(reflecting: record), "\(registration)", String(reflecting: registration)] {
+            #expect(!text.contains("s3cr3t"), "\(text)")
+            #expect(text.contains("sort"))
+        }
     }
 
     /// Found by fuzzing: a heartbeat repeating a key used to add the values up and overflow.

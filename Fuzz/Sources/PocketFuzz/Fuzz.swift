@@ -46,6 +46,7 @@ enum Targets {
         "frame": frames,
         "Ping": roundTrip(Ping.self), "Empty": roundTrip(Empty.self),
         "RegisterServer": roundTrip(RegisterServer.self), "RegisterServerReply": roundTrip(RegisterServerReply.self),
+        "JobRecord": roundTrip(JobRecord.self),
         "Heartbeat": roundTrip(Heartbeat.self), "RegisterJob": roundTrip(RegisterJob.self),
         "JobGrant": roundTrip(JobGrant.self), "DeregisterJob": roundTrip(DeregisterJob.self),
         "LookupJob": roundTrip(LookupJob.self), "ListJobs": roundTrip(ListJobs.self), "JobList": roundTrip(JobList.self),
