@@ -68,9 +68,11 @@ extension Pocket {
         var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.metadata")
+            try tls.apply(.server)
             var configuration = MetadataServer.Configuration(listen: listen, controller: try controller.endpoint)
             configuration.inlineCapacity = inlineCapacity.bytes
             configuration.advertise = advertise?.description
@@ -97,6 +99,7 @@ extension Pocket {
         var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             guard capacity.bytes > 0 else { throw ValidationError("--capacity must be positive") }
@@ -105,6 +108,7 @@ extension Pocket {
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.storage")
+            try tls.apply(.server)
             var configuration = StorageServer.Configuration(
                 listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes)
             configuration.throughput = throughput?.bytesPerSecond ?? tier.defaultServerThroughput
@@ -142,6 +146,7 @@ extension Pocket {
         @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
         var policy: String?
         @OptionGroup var log: LogOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
@@ -167,6 +172,7 @@ extension Pocket {
             options.tiers = tiers
             options.logLevel = log.logLevel.rawValue
             options.policyFile = policy.map { URL(fileURLWithPath: $0).path }
+            options.tls = try tls.files(for: .server)
             if autoscale || maxStorageServers.map({ $0 > storageServers }) == true {
                 options.provision = Dictionary(uniqueKeysWithValues: tiers.map { ($0, capacity.bytes) })
                 options.provisionLimits = storageServers...(maxStorageServers ?? 4 * storageServers)
