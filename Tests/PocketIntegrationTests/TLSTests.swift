@@ -126,6 +126,32 @@ import Testing
         }
     }
 
+    @Test func theMountSpeaksTLS() async throws {
+        try await withMaterial { material in
+            let home = material.certificates.directory.appendingPathComponent("home")
+            let point = material.certificates.directory.appendingPathComponent("mnt")
+            try FileManager.default.createDirectory(at: point, withIntermediateDirectories: true)
+            try await withCluster(
+                clientConfiguration: material.client,
+                configure: { options in
+                    options.tls = material.files
+                    options.environment = ["POCKET_HOME": home.path]
+                }
+            ) { cluster, client in
+                try await cluster.mount(at: point.path)
+                let job = point.appendingPathComponent("fused")
+                try FileManager.default.createDirectory(at: job, withIntermediateDirectories: false)
+                let data = Data(pattern(300_000, seed: 9).readableBytesView)
+                try data.write(to: job.appendingPathComponent("file"))
+                #expect(try Data(contentsOf: job.appendingPathComponent("file")) == data)
+                #expect(try await client.listJobs().map(\.name) == ["fused"])
+                try FileManager.default.removeItem(at: job)
+                #expect(try await client.listJobs().isEmpty)
+            }
+            #expect(!isMounted(point.path))
+        }
+    }
+
     @Test func pocketUpAndTheCommandLineSpeakTLS() async throws {
         try await withMaterial { material in
             let home = material.certificates.directory.appendingPathComponent("home")
