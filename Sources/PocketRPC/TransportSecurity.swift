@@ -11,8 +11,9 @@ import Synchronization
 /// once at startup (`bootstrap`, like `LoggingSystem.bootstrap`). A daemon's every connection —
 /// heartbeats, frees, calls to metadata servers — and a CLI command's client then speak TLS without
 /// the setting being threaded through each service, session and client initialiser. The parameter
-/// stays for code that talks to clusters of both kinds from one process (tests, `LocalCluster`
-/// waiting for its children), which passes a value explicitly, as does `PocketClient.Configuration`.
+/// stays for code that reaches clusters of both kinds from one process — tests, and `LocalCluster`
+/// waiting for its children — which passes a value explicitly (a client's through
+/// `PocketClient.Configuration.security`).
 public struct TransportSecurity: Sendable {
     /// PEM files: a certificate chain and its key to serve TLS, roots to trust when connecting.
     public struct Files: Hashable, Sendable {

@@ -118,7 +118,7 @@ import Testing
                 }
                 #expect(error?.code == .unauthorized)
                 #expect(error?.message.contains("accepts only TLS connections") == true, "\(String(describing: error))")
-                #expect(seconds < 2)
+                #expect(seconds < 3, "an answer, not a wait for the 10 s call timeout")
             }
         }
     }
@@ -226,11 +226,12 @@ import Testing
         let (_, bytes) = Self.garbage[index]
         try await withMaterial { _, material in
             var configuration = RPCServer.Configuration()
-            configuration.handshakeTimeout = .seconds(1)
+            configuration.handshakeTimeout = .seconds(2)
             try await withServer(material.security, configuration: configuration) { endpoint in
                 let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .connect(host: endpoint.host, port: endpoint.port).get()
-                try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+                // On a loaded machine the server may already have given up on the silent connection.
+                try? await channel.writeAndFlush(ByteBuffer(bytes: bytes))
                 // The server closes it: at once for what it can tell is wrong, at the handshake
                 // timeout for what might still become a handshake.
                 let closed = await withTaskGroup(of: Bool.self) { group in
