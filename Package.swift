@@ -30,7 +30,7 @@ let package = Package(
             name: "PocketProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
-        // Framed request/response transport over TCP: servers and multiplexed client connections.
+        // Framed request/response transport over TCP, optionally TLS: servers and multiplexed client connections.
         .target(
             name: "PocketRPC",
             dependencies: [
@@ -39,6 +39,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
         // The cluster key, and block capabilities signed and checked with it (HMAC-SHA256).
@@ -120,7 +122,12 @@ let package = Package(
         .target(name: "PocketTestSupport", path: "Tests/PocketTestSupport"),
         .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"]),
         .testTarget(
-            name: "PocketRPCTests", dependencies: ["PocketRPC", .product(name: "NIOEmbedded", package: "swift-nio")]),
+            name: "PocketRPCTests",
+            dependencies: [
+                "PocketRPC", "PocketProtocol", "PocketTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol", "PocketSecurity"]),
         .testTarget(name: "PocketSecurityTests", dependencies: ["PocketSecurity", "PocketProtocol"]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),

@@ -22,6 +22,8 @@ public final class PocketClient: Sendable {
         public var timeout: TimeAmount = .seconds(10)
         /// Connections per storage server, to spread large transfers over event loops.
         public var connectionsPerStorageServer = 2
+        /// TLS for every connection the client opens (default: the process's, see `TransportSecurity`).
+        public var security: TransportSecurity = .process
         public init() {}
     }
 
@@ -36,10 +38,11 @@ public final class PocketClient: Sendable {
     public init(controller: Endpoint, configuration: Configuration = .init()) {
         self.controller = controller
         self.configuration = configuration
-        controllerConnections = ConnectionPool(timeout: configuration.timeout)
-        metadataConnections = ConnectionPool(timeout: configuration.timeout)
+        controllerConnections = ConnectionPool(timeout: configuration.timeout, security: configuration.security)
+        metadataConnections = ConnectionPool(timeout: configuration.timeout, security: configuration.security)
         storageConnections = ConnectionPool(
-            width: configuration.connectionsPerStorageServer, timeout: configuration.timeout)
+            width: configuration.connectionsPerStorageServer, timeout: configuration.timeout,
+            security: configuration.security)
     }
 
     /// Calls the controller.

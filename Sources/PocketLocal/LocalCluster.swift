@@ -36,6 +36,9 @@ public final class LocalCluster: Sendable {
         public var policyFile: String?
         /// Extra environment for every process (say, POCKET_HOME for a test's own token store).
         public var environment: [String: String] = [:]
+        /// TLS for the whole cluster: every server serves only TLS and trusts the CA; mounts and this
+        /// process's own client trust the CA. Nil: plain TCP.
+        public var tls: TransportSecurity.Files?
 
         public init(executable: URL, workDirectory: URL) {
             self.executable = executable
@@ -45,6 +48,8 @@ public final class LocalCluster: Sendable {
 
     public let options: Options
     private let controllerProcess: Mutex<LocalProcess>
+    /// What this process uses to reach the cluster: loaded from `options.tls`.
+    public let security: TransportSecurity
     private let members = Mutex<[LocalProcess]>([])
     private let counter = Atomic<Int>(0)
 
@@ -55,13 +60,16 @@ public final class LocalCluster: Sendable {
     public var storageServers: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("storage") } } }
     public var metadataServers: [LocalProcess] { members.withLock { $0.filter { $0.role.hasPrefix("metadata") } } }
 
-    private init(options: Options, controller: LocalProcess) {
+    private init(options: Options, controller: LocalProcess, security: TransportSecurity) {
         self.options = options
         controllerProcess = Mutex(controller)
+        self.security = security
     }
 
     /// Starts the cluster and returns once every server has registered with the controller.
     public static func start(_ options: Options) async throws -> LocalCluster {
+        // Loaded here first, so bad files are reported before any process starts.
+        let security = try options.tls.map { try TransportSecurity($0) } ?? .plain
         try FileManager.default.createDirectory(at: options.workDirectory, withIntermediateDirectories: true)
         var options = options
         if options.environment["POCKET_CLUSTER_KEY"] == nil {
@@ -75,7 +83,7 @@ public final class LocalCluster: Sendable {
             executable: options.executable, role: "controller",
             arguments: controllerArguments(options, listen: options.controller, newCluster: true),
             workDirectory: options.workDirectory, environment: options.environment)
-        let cluster = LocalCluster(options: options, controller: controller)
+        let cluster = LocalCluster(options: options, controller: controller, security: security)
         do {
             try await cluster.addMetadataServer()
             for tier in options.tiers {
@@ -91,6 +99,7 @@ public final class LocalCluster: Sendable {
 
     static func controllerArguments(_ options: Options, listen: Endpoint, newCluster: Bool = false) -> [String] {
         var arguments = ["controller", "--listen", listen.description, "--log-level", options.logLevel]
+        arguments += options.tls.arguments(server: true)
         if newCluster { arguments += ["--recovery-grace", "0"] }
         if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
         if let inlineLimit = options.inlineLimit { arguments += ["--inline-limit", "\(inlineLimit)"] }
@@ -131,7 +140,7 @@ public final class LocalCluster: Sendable {
             arguments: [
                 "metadata", "--listen", "\(options.controller.host):0", "--controller",
                 controller.endpoint.description, "--log-level", options.logLevel,
-            ],
+            ] + options.tls.arguments(server: true),
             workDirectory: options.workDirectory, environment: options.environment)
         members.withLock { $0.append(process) }
         return process
@@ -146,6 +155,7 @@ public final class LocalCluster: Sendable {
             "--tier", "\(tier)", "--log-level", options.logLevel,
         ]
         if let throughput = options.storageThroughput { arguments += ["--throughput", "\(throughput)B/s"] }
+        arguments += options.tls.arguments(server: true)
         if tier != .dram {
             arguments += ["--data-dir", options.workDirectory.appendingPathComponent("storage-\(index)").path]
             if let blockSize = options.blockSize { arguments += ["--block-size", "\(blockSize)"] }
@@ -164,7 +174,8 @@ public final class LocalCluster: Sendable {
         let index = counter.add(1, ordering: .relaxed).newValue
         let process = try await LocalProcess.launch(
             executable: options.executable, role: "mount-\(index)",
-            arguments: ["mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel],
+            arguments: ["mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel]
+                + options.tls.arguments(server: false),
             workDirectory: options.workDirectory, environment: options.environment, announcesEndpoint: false)
         members.withLock { $0.insert(process, at: 0) }
         return process
@@ -174,7 +185,9 @@ public final class LocalCluster: Sendable {
 
     /// Waits until the controller lists every running member as active.
     public func waitUntilRegistered(timeout: Duration = .seconds(20)) async throws {
-        let client = PocketClient(controller: controller.endpoint)
+        var configuration = PocketClient.Configuration()
+        configuration.security = security
+        let client = PocketClient(controller: controller.endpoint, configuration: configuration)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let expected = Set(

@@ -19,6 +19,8 @@ public final class LocalProvisioner: Provisioner {
         public var throughput: [Tier: UInt64] = [:]
         public var blockSize: UInt32?
         public var logLevel = "info"
+        /// TLS files the started servers serve with and trust (as the controller's own); nil: plain.
+        public var tls: TransportSecurity.Files?
 
         public init(executable: URL, workDirectory: URL, controller: Endpoint, capacities: [Tier: UInt64]) {
             self.executable = executable
@@ -68,10 +70,11 @@ public final class LocalProvisioner: Provisioner {
     }
 
     private func arguments(_ kind: ServerKind, tier: Tier) throws(PocketError) -> [String] {
-        let common = [
+        var common = [
             "--listen", "\(options.controller.host):0", "--controller", options.controller.description,
             "--log-level", options.logLevel,
         ]
+        common += options.tls.arguments(server: true)
         if kind == .metadata {
             guard options.startsMetadataServers else {
                 throw PocketError(.invalidArgument, "this provisioner does not start metadata servers")

@@ -9,6 +9,7 @@ public final class ConnectionPool: Sendable {
     private let width: Int
     private let timeout: TimeAmount
     private let group: any EventLoopGroup
+    private let security: TransportSecurity
     private let slots = Mutex<[Endpoint: Slot]>([:])
 
     private enum Connection {
@@ -23,11 +24,12 @@ public final class ConnectionPool: Sendable {
 
     public init(
         width: Int = 1, timeout: TimeAmount = RPCConnection.defaultTimeout,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, security: TransportSecurity = .process
     ) {
         self.width = max(width, 1)
         self.timeout = timeout
         self.group = group
+        self.security = security
     }
 
     public func call<R: WireRequest>(_ endpoint: Endpoint, _ request: R, timeout: TimeAmount? = nil) async throws
@@ -52,8 +54,9 @@ public final class ConnectionPool: Sendable {
                 let promise = group.next().makePromise(of: RPCConnection.self)
                 let timeout = self.timeout
                 let group = self.group
+                let security = self.security
                 promise.completeWithTask {
-                    try await RPCConnection.connect(to: endpoint, timeout: timeout, group: group)
+                    try await RPCConnection.connect(to: endpoint, timeout: timeout, group: group, security: security)
                 }
                 slot.connections[index] = .connecting(promise.futureResult)
                 return (index, promise.futureResult)

@@ -12,25 +12,45 @@ public final class RPCConnection: Sendable {
 
     public static let defaultTimeout: TimeAmount = .seconds(10)
 
+    /// How long opening a connection may take: the TCP connect, then the TLS handshake if any.
+    public static let connectTimeout: TimeAmount = .seconds(3)
+
+    /// Opens a connection; with a client side in `security`, over TLS, returning once the server's
+    /// certificate has been verified.
     public static func connect(
         to endpoint: Endpoint, timeout: TimeAmount = RPCConnection.defaultTimeout,
         maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        security: TransportSecurity = .process
     ) async throws -> RPCConnection {
+        let tls = security.client
+        let handshake = tls.map { _ in group.any().makePromise(of: Void.self) }
+        let channel: Channel
         do {
-            let channel = try await ClientBootstrap(group: group)
+            channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.recvAllocator, value: FrameReader.receiveAllocator)
-                .connectTimeout(.seconds(3))
+                .connectTimeout(connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        if let tls, let handshake {
+                            try TransportSecurity.addClientHandlers(
+                                tls, endpoint: endpoint, handshakeTimeout: connectTimeout, completion: handshake,
+                                to: sync)
+                        }
                         try sync.addHandler(FrameReader(maxFrameSize: maxFrameSize))
                         try sync.addHandler(ClientConnectionHandler(endpoint: endpoint))
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port)
                 .get()
+        } catch {
+            handshake?.fail(error)
+            throw PocketError(.unavailable, "cannot connect to \(endpoint): \(error)")
+        }
+        do {
+            if let handshake { try await handshake.futureResult.get() }
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(
                     try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self),
@@ -38,6 +58,8 @@ public final class RPCConnection: Sendable {
             }.get()
             return RPCConnection(endpoint: endpoint, channel: channel, handler: handler, defaultTimeout: timeout)
         } catch {
+            channel.close(promise: nil)
+            if handshake != nil { throw TransportSecurity.handshakeFailure(error, endpoint: endpoint) }
             throw PocketError(.unavailable, "cannot connect to \(endpoint): \(error)")
         }
     }

@@ -5,8 +5,9 @@ import PocketProtocol
 import ServiceLifecycle
 import Synchronization
 
-/// A TCP server speaking Pocket frames. `bind` opens the socket (so the bound address is known before
-/// the server announces itself); `run` serves until graceful shutdown or cancellation.
+/// A TCP server speaking Pocket frames, over TLS only when `security` has a server side. `bind` opens
+/// the socket (so the bound address is known before the server announces itself); `run` serves until
+/// graceful shutdown or cancellation.
 public final class RPCServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var maxFrameSize = FrameDecoder.defaultMaxFrameSize
@@ -15,6 +16,8 @@ public final class RPCServer: Service, Sendable {
         public var idleTimeout: TimeAmount = .minutes(10)
         /// A connection whose frame, once begun, is not whole this long after is closed.
         public var frameTimeout: TimeAmount = .seconds(30)
+        /// With TLS: a connection whose handshake is not done this long after it opened is closed.
+        public var handshakeTimeout: TimeAmount = .seconds(10)
         public init() {}
     }
 
@@ -27,9 +30,11 @@ public final class RPCServer: Service, Sendable {
 
     public static func bind(
         _ endpoint: Endpoint, handler: any RequestHandler, configuration: Configuration = .init(),
-        logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        security: TransportSecurity = .process
     ) async throws -> RPCServer {
         let counters = ServerCounters()
+        let tls = security.server
         let (work, workQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -48,6 +53,10 @@ public final class RPCServer: Service, Sendable {
                     }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
+                    if let tls {
+                        try TransportSecurity.addServerHandlers(
+                            tls, handshakeTimeout: configuration.handshakeTimeout, to: sync)
+                    }
                     try sync.addHandler(FrameDeadlineHandler(timeout: configuration.frameTimeout))
                     try sync.addHandler(FrameReader(maxFrameSize: configuration.maxFrameSize))
                     try sync.addHandler(

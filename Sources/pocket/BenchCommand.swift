@@ -19,6 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup(title: "Hints for the bench's job") var hintOptions: HintOptions
     @OptionGroup var controller: ControllerOption
+    @OptionGroup var tls: TLSOptions
 
     func validate() throws {
         guard Bench.Operation(rawValue: op) != nil else { throw ValidationError("--op must be put or get") }
@@ -29,6 +30,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try tls.apply(.client)
         var options = Bench.Options()
         options.operation = Bench.Operation(rawValue: op)!
         options.size = Int(size.bytes)

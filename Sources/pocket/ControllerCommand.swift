@@ -32,6 +32,7 @@ extension Pocket {
         @OptionGroup var scaling: ScalingOptions
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             guard blockSize.bytes >= 4096, blockSize.bytes <= 8 << 20 else {
@@ -64,6 +65,7 @@ extension Pocket {
                 return
             }
             let logger = log.bootstrap(label: "pocket.controller")
+            try tls.apply(.server)
             // The provisioner needs the controller's address, known once bound; nothing asks it for
             // servers before then.
             let provisioner = DeferredProvisioner()
@@ -75,8 +77,13 @@ extension Pocket {
                 let made: any Provisioner
                 switch scaling.provisioner {
                 case .local:
-                    made = LocalProvisioner(scaling.localOptions(controller: address, log: log, blockSize: blockSize))
+                    made = LocalProvisioner(
+                        scaling.localOptions(
+                            controller: address, log: log, blockSize: blockSize, tls: try tls.files(for: .server)))
                 case .kubernetes:
+                    guard try tls.files(for: .server) == nil else {
+                        throw ValidationError("TLS is not passed to Kubernetes pods yet: use --provisioner local")
+                    }
                     made = try KubernetesProvisioner(scaling.kubernetesConfiguration(controller: address), logger: logger)
                 }
                 provisioner.target.withLock { $0 = made }
@@ -159,7 +166,9 @@ struct ScalingOptions: ParsableArguments {
         return configuration
     }
 
-    func localOptions(controller: Endpoint, log: LogOptions, blockSize: ByteSize) -> LocalProvisioner.Options {
+    func localOptions(
+        controller: Endpoint, log: LogOptions, blockSize: ByteSize, tls: TransportSecurity.Files?
+    ) -> LocalProvisioner.Options {
         var options = LocalProvisioner.Options(
             executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
             workDirectory: URL(
@@ -172,6 +181,7 @@ struct ScalingOptions: ParsableArguments {
         }
         options.blockSize = UInt32(blockSize.bytes)
         options.logLevel = log.logLevel.rawValue
+        options.tls = tls
         return options
     }
 }

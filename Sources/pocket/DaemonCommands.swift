@@ -71,6 +71,7 @@ extension Pocket {
         var advertise: Endpoint?
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             // Clients renew a capability 30 s before it expires; shorter lives would renew on every request.
@@ -79,6 +80,7 @@ extension Pocket {
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.metadata")
+            try tls.apply(.server)
             var configuration = MetadataServer.Configuration(
                 listen: listen, controller: try controller.endpoint, key: try key.load())
             configuration.capabilityLifetime = .seconds(capabilityLifetime)
@@ -108,6 +110,7 @@ extension Pocket {
         @OptionGroup var key: ClusterKeyOption
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             guard capacity.bytes > 0 else { throw ValidationError("--capacity must be positive") }
@@ -116,6 +119,7 @@ extension Pocket {
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.storage")
+            try tls.apply(.server)
             var configuration = StorageServer.Configuration(
                 listen: listen, controller: try controller.endpoint, capacityBytes: capacity.bytes, key: try key.load())
             configuration.throughput = throughput?.bytesPerSecond ?? tier.defaultServerThroughput
@@ -153,6 +157,7 @@ extension Pocket {
         @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
         var policy: String?
         @OptionGroup var log: LogOptions
+        @OptionGroup var tls: TLSOptions
 
         func validate() throws {
             guard (1...64).contains(storageServers) else { throw ValidationError("--storage-servers must be 1…64") }
@@ -178,6 +183,7 @@ extension Pocket {
             options.tiers = tiers
             options.logLevel = log.logLevel.rawValue
             options.policyFile = policy.map { URL(fileURLWithPath: $0).path }
+            options.tls = try tls.files(for: .server)
             if autoscale || maxStorageServers.map({ $0 > storageServers }) == true {
                 options.provision = Dictionary(uniqueKeysWithValues: tiers.map { ($0, capacity.bytes) })
                 options.provisionLimits = storageServers...(maxStorageServers ?? 4 * storageServers)

@@ -36,8 +36,10 @@ struct HintOptions: ParsableArguments {
 struct JobAccess: ParsableArguments {
     @OptionGroup var controller: ControllerOption
     @OptionGroup var token: TokenOption
+    @OptionGroup var tls: TLSOptions
 
     func open(_ name: String) async throws -> (PocketClient, PocketJob) {
+        try tls.apply(.client)
         let endpoint = try controller.endpoint
         let client = PocketClient(controller: endpoint)
         do {
@@ -61,8 +63,10 @@ struct JobCommand: AsyncParsableCommand {
         @OptionGroup var hintOptions: HintOptions
         @Flag(help: "Print the token on standard output.") var printToken = false
         @OptionGroup var controller: ControllerOption
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
+            try tls.apply(.client)
             let client = try controller.client()
             let job: PocketJob
             do {
@@ -85,8 +89,10 @@ struct JobCommand: AsyncParsableCommand {
     struct ListJobs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List the registered jobs.")
         @OptionGroup var controller: ControllerOption
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
+            try tls.apply(.client)
             let client = try controller.client()
             let result = await capture { try await client.listJobs() }
             await client.close()
@@ -107,8 +113,10 @@ struct JobCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a job's hints, allocation and weight map.")
         @Argument var name: String
         @OptionGroup var controller: ControllerOption
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
+            try tls.apply(.client)
             let client = try controller.client()
             let result = await capture { try await client.status() }
             await client.close()
@@ -125,8 +133,10 @@ struct JobCommand: AsyncParsableCommand {
         @Argument var name: String
         @OptionGroup var controller: ControllerOption
         @OptionGroup var token: TokenOption
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
+            try tls.apply(.client)
             let endpoint = try controller.endpoint
             let client = PocketClient(controller: endpoint)
             let secret = try token.token(for: name, controller: endpoint)

@@ -14,9 +14,11 @@ extension Pocket {
         @Option(help: "Seconds the kernel may cache attributes and names.") var attributeTimeout = 1.0
         @OptionGroup var log: LogOptions
         @OptionGroup var daemon: DaemonOptions
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
             let logger = log.bootstrap(label: "pocket.mount")
+            try tls.apply(.client)
             let endpoint = try controller.endpoint
             let client = PocketClient(controller: endpoint)
             var settings = PocketFilesystem.Settings()

@@ -15,12 +15,14 @@ struct SoakCommand: AsyncParsableCommand {
     @Option(help: "Seed of the clients' choices.") var seed: UInt64 = 1
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var controller: ControllerOption
+    @OptionGroup var tls: TLSOptions
 
     func validate() throws {
         guard clients > 0, keys > 0, duration > 0 else { throw ValidationError("counts and --duration must be positive") }
     }
 
     func run() async throws {
+        try tls.apply(.client)
         var options = Soak.Options()
         options.clients = clients
         options.duration = .milliseconds(Int64(duration * 1000))

@@ -10,8 +10,10 @@ extension Pocket {
         @Flag(help: "Show the controller's scaling decisions instead: time, action, pool, utilisation, reason.")
         var events = false
         @OptionGroup var controller: ControllerOption
+        @OptionGroup var tls: TLSOptions
 
         func run() async throws {
+            try tls.apply(.client)
             let client = try controller.client()
             if events {
                 let result = await capture { try await client.call(ListEvents()) }

@@ -75,11 +75,11 @@ import Testing
 
             // Reads of blocks on "far" fail within 5 s with an I/O error naming the server; the
             // others read. All at once, each timed on its own.
-            let reads = try await withThrowingTaskGroup(of: (String, PocketRun).self) { group in
+            let reads = try await withThrowingTaskGroup(of: (String, NamespacedRun).self) { group in
                 for key in ["striped", "inline"] + singles.indices.map({ "one/\($0)" }) {
                     group.addTask { (key, try await cluster.pocket(["get", "both", key, cluster.output(key).path])) }
                 }
-                return try await group.reduce(into: [String: PocketRun]()) { $0[$1.0] = $1.1 }
+                return try await group.reduce(into: [String: NamespacedRun]()) { $0[$1.0] = $1.1 }
             }
             var failedSingles = 0
             for (key, run) in reads.sorted(by: { $0.key < $1.key }) {
@@ -160,8 +160,8 @@ import Testing
 
 // MARK: - A cluster split over two namespaces
 
-/// One `pocket` command's outcome.
-struct PocketRun: Sendable {
+/// One `pocket` command's outcome inside a namespace, with how long it took.
+struct NamespacedRun: Sendable {
     var status: Int32
     var output: String
     var errors: String
@@ -288,7 +288,7 @@ final class SplitCluster: Sendable {
     // MARK: The pocket command, in "core"
 
     /// Runs `pocket arguments…` in "core"; one that runs past `timeout` is killed and reported.
-    func pocket(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> PocketRun {
+    func pocket(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> NamespacedRun {
         let index = counter.add(1, ordering: .relaxed).newValue
         let output = directory.appendingPathComponent("cli-\(index).out")
         let errors = directory.appendingPathComponent("cli-\(index).err")
@@ -317,7 +317,7 @@ final class SplitCluster: Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         let elapsed = ContinuousClock.now - started
-        var run = PocketRun(
+        var run = NamespacedRun(
             status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
             errors: try String(contentsOf: errors, encoding: .utf8), elapsed: elapsed)
         if killed { run.errors += "\n(killed after \(elapsed): past its \(timeout) or the test's end)" }
@@ -326,7 +326,7 @@ final class SplitCluster: Sendable {
 
     /// Runs `pocket arguments…` and records an issue when it fails.
     @discardableResult
-    func succeed(_ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws -> PocketRun {
+    func succeed(_ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws -> NamespacedRun {
         let run = try await pocket(arguments)
         #expect(
             run.status == 0, "pocket \(arguments.joined(separator: " ")): \(run.errors)", sourceLocation: sourceLocation
