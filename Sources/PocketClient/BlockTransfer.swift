@@ -167,7 +167,7 @@ final class BlockTransfer: Sendable {
             var byServer: [ServerID: [Int]] = [:]
             for index in pending {
                 guard let server = order[index]?.first else {
-                    let reasons = pieces[index].block.servers.map { "server \($0): \(failures[$0].map { "\($0)" } ?? "dead")" }
+                    let reasons = pieces[index].block.servers.map { "storage server \($0): \(failures[$0].map { "\($0)" } ?? "dead")" }
                     throw PocketError(
                         .io, "no copy of block \(pieces[index].block.id) could be read (\(reasons.joined(separator: "; ")))")
                 }

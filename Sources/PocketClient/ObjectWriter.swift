@@ -90,7 +90,10 @@ public final class ObjectWriter {
 
     private func emit(_ block: ByteBuffer) async throws {
         if reserved.isEmpty {
-            reserved = try await job.allocate(Int(job.client.configuration.allocationChunk)).reversed()
+            // 1, 2, 4, … blocks up to the chunk: a small object reserves no more than it uses, so
+            // the blocks handed back at the end do not skew the job's round-robin placement.
+            let chunk = min(max(used.count, 1), Int(job.client.configuration.allocationChunk))
+            reserved = try await job.allocate(chunk).reversed()
         }
         let ref = reserved.removeLast()
         used.append(ref)

@@ -16,7 +16,8 @@ public final class PocketClient: Sendable {
         public var batchBlocks = 16
         /// Storage requests in flight for one object.
         public var maxInFlight = 16
-        /// Blocks reserved per allocation while streaming an object of unknown size.
+        /// Most blocks reserved per allocation while streaming an object of unknown size (each
+        /// allocation reserves as many as the object used so far, up to this).
         public var allocationChunk: UInt32 = 256
         /// How long a request may go unanswered before it fails.
         public var timeout: TimeAmount = .seconds(10)

@@ -40,6 +40,8 @@ actor OpenFile {
     private var uploadsInFlight = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
     private var reserve: [BlockRef] = []
+    /// Blocks this file has taken from reservations, which sizes the next one.
+    private var taken = 0
     private var version: UInt64 = 0
     private var failure: PocketError?
     private(set) var changed = false
@@ -316,11 +318,15 @@ actor OpenFile {
 
     private func takeReserved(_ count: Int) async throws -> [BlockRef] {
         while reserve.count < count {
-            reserve += try await job.reserveBlocks(max(count - reserve.count, settings.reserveChunk))
+            // As many as the file took so far, up to the chunk: a small file reserves what it
+            // needs, so the blocks it hands back do not skew the job's round-robin placement.
+            let chunk = min(max(taken, 1), settings.reserveChunk)
+            reserve += try await job.reserveBlocks(max(count - reserve.count, chunk))
         }
-        let taken = Array(reserve.prefix(count))
+        taken += count
+        let blocks = Array(reserve.prefix(count))
         reserve.removeFirst(count)
-        return taken
+        return blocks
     }
 
     private func release(_ blocks: [BlockRef]) {

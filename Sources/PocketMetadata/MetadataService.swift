@@ -156,6 +156,7 @@ public final class MetadataService: RequestHandler {
                     return state.servers.values.contains { $0.state == .dead }
                 }
                 if degraded { scheduleRepair() }
+                Task { await self.deliverDeferredFrees() }
                 return Empty()
             }
         case .setWeightMap:
@@ -211,44 +212,6 @@ public final class MetadataService: RequestHandler {
             "job dropped",
             metadata: ["job.id": "\(jobID)", "freed.blocks": "\(freed.blocks)", "kept.objects": "\(kept)"])
         return DropJobReply(freed: freed, persistedObjects: UInt64(kept))
-    }
-
-    /// Frees blocks (every copy) on their servers, one batched request per server, all at once.
-    func free(_ blocks: [BlockRef], of job: JobID) async -> FreeReply {
-        var byServer: [ServerID: [BlockID]] = [:]
-        for block in blocks {
-            for server in block.servers { byServer[server, default: []].append(block.id) }
-        }
-        let addresses = state.withLock { state in byServer.keys.compactMap { id in state.servers[id] } }
-        return await withTaskGroup(of: FreeReply.self) { group in
-            for server in addresses where server.state != .dead {
-                let ids = byServer[server.id]!
-                let capability = signer.sign(job: job, rights: .free, blocks: ids.min()!...ids.max()!, lifetime: .seconds(60))
-                group.addTask { await self.call(server, FreeBlocks(jobID: job, capability: capability, ids: ids)) }
-            }
-            return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
-        }
-    }
-
-    private func freeJobEverywhere(_ job: JobID) async -> FreeReply {
-        let servers = state.withLock { Array($0.servers.values) }
-        return await withTaskGroup(of: FreeReply.self) { group in
-            let capability = signer.sign(job: job, rights: .free, blocks: Capability.everyBlock, lifetime: .seconds(60))
-            for server in servers where server.state != .dead {
-                group.addTask { await self.call(server, FreeJob(jobID: job, capability: capability)) }
-            }
-            return await group.reduce(FreeReply(blocks: 0, bytes: 0)) { FreeReply(blocks: $0.blocks + $1.blocks, bytes: $0.bytes + $1.bytes) }
-        }
-    }
-
-    private func call<R: WireRequest>(_ server: StorageServerEntry, _ request: R) async -> FreeReply
-    where R.Response == FreeReply {
-        do {
-            return try await storage.call(Endpoint(parsing: server.address), request)
-        } catch {
-            logger.warning("could not free blocks on storage server \(server.id) (\(server.address)): \(error)")
-            return FreeReply(blocks: 0, bytes: 0)
-        }
     }
 
     static func now() -> Int64 {

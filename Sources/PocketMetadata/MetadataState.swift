@@ -29,6 +29,8 @@ struct MetadataState {
     var allocated: [ServerID: UInt64] = [:]
     /// Blocks whose lost copy is being restored.
     var copying: Set<RepairTask.Key> = []
+    /// Frees storage servers missed, by server.
+    var undelivered: [ServerID: UndeliveredFrees] = [:]
 
     init(inlineCapacity: UInt64) {
         self.inlineCapacity = inlineCapacity

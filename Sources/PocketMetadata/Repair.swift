@@ -63,6 +63,8 @@ extension MetadataState {
             for task in tasks {
                 if moved.contains(task.block) {
                     allocated[task.lost, default: 0] -= min(blockSize, allocated[task.lost, default: 0])
+                    // Should the server come back (a partition healing), its copy is surplus.
+                    deferFree([task.block], of: jobID, on: task.lost)
                 } else {
                     allocated[task.target.id, default: 0] -= min(blockSize, allocated[task.target.id, default: 0])
                     orphans.append(task)

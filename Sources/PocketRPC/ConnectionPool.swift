@@ -36,7 +36,26 @@ public final class ConnectionPool: Sendable {
         -> R.Response
     {
         let connection = try await self.connection(to: endpoint)
-        return try await connection.call(request, timeout: timeout)
+        do {
+            return try await connection.call(request, timeout: timeout)
+        } catch let error as PocketError where error.code == .timedOut {
+            // A connection that let a request time out may sit in TCP's retransmission back-off (a
+            // partition that has healed, a server that was stopped): a new one reaches the server
+            // at once, the old one only at its next retry, which can be many seconds away.
+            await discard(connection, of: endpoint)
+            throw error
+        }
+    }
+
+    private func discard(_ connection: RPCConnection, of endpoint: Endpoint) async {
+        slots.withLock { slots in
+            guard var slot = slots[endpoint] else { return }
+            for index in slot.connections.indices {
+                if case .ready(let held) = slot.connections[index], held === connection { slot.connections[index] = nil }
+            }
+            slots[endpoint] = slot
+        }
+        await connection.close()
     }
 
     public func connection(to endpoint: Endpoint) async throws -> RPCConnection {
