@@ -12,6 +12,7 @@ import Testing
         ("user.pocket.peak_throughput", "8Gb/s", JobHints(peakThroughput: 1_000_000_000)),
         ("user.pocket.peak_throughput", "2 GB/s", JobHints(peakThroughput: 2_000_000_000)),
         ("user.pocket.capacity", "10GiB", JobHints(capacity: 10 << 30)),
+        ("user.pocket.replication", "2\n", JobHints(replication: 2)),
     ])
     func hintsParseWithHumanUnits(_ name: String, _ value: String, _ expected: JobHints) throws {
         #expect(try HintAttributes.applying(name, value, to: JobHints()) == expected)
@@ -21,6 +22,7 @@ import Testing
         ("user.pocket.latency_sensitive", "maybe"), ("user.pocket.max_lambdas", "0"),
         ("user.pocket.max_lambdas", "-1"), ("user.pocket.max_lambdas", "ten"),
         ("user.pocket.peak_throughput", "fast"), ("user.pocket.capacity", "0"), ("user.pocket.capacity", "1Gb"),
+        ("user.pocket.replication", "0"), ("user.pocket.replication", "4"), ("user.pocket.replication", "two"),
     ])
     func badValuesAreInvalid(_ name: String, _ value: String) {
         #expect(throws: HintAttributes.Failure.self) { try HintAttributes.applying(name, value, to: JobHints()) }

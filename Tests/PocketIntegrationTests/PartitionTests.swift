@@ -46,13 +46,16 @@ import Testing
             try await cluster.succeed("put", "both", "striped", striped.path)
             let inline = try cluster.file("inline", size: 100, seed: 3)
             try await cluster.succeed("put", "both", "inline", inline.path)
+            // A job with two copies of each block: one on each side of the cut.
+            try await cluster.succeed("job", "register", "kept", "--replication", "2")
+            try await cluster.succeed("put", "kept", "striped", striped.path)
 
             // 1. Before: everything reads back.
             try await cluster.expectContents("both", "striped", striped)
             try await cluster.expectContents("both", "inline", inline)
             for (index, file) in singles.enumerated() { try await cluster.expectContents("both", "one/\(index)", file) }
             try await cluster.expectContents("near", "data", nearData)
-            let farBlocksBeforeCut = try await cluster.blockCounts(totalling: 16 + singles.count + 64)[farID] ?? 0
+            let farBlocksBeforeCut = try await cluster.blockCounts(totalling: 16 + singles.count + 64 + 2 * 64)[farID] ?? 0
 
             // 2. During the partition.
             let cut = ContinuousClock.now
@@ -93,6 +96,11 @@ import Testing
                 }
             }
             #expect(reads["striped"]?.status != 0, "a striped object read with half its blocks cut off")
+            // Two copies: nothing is lost, the copy on the core serves.
+            let replicated = try await cluster.pocket(["get", "kept", "striped", cluster.output("kept").path])
+            print("partition: get of a replicated object: \(replicated.summary)")
+            #expect(replicated.status == 0 && replicated.elapsed < .seconds(5), "\(replicated.errors)")
+            #expect(try Data(contentsOf: cluster.output("kept")) == Data(contentsOf: striped))
             #expect(reads["inline"]?.status == 0)
             #expect(failedSingles == farSingles, "failed reads are exactly the objects on far")
             // A delete of an object on "far" returns at once; its free waits for "far" to come back.
