@@ -132,13 +132,15 @@ public final class LocalCluster: Sendable {
         return process
     }
 
+    /// Starts a metadata server; on `listen` (a restarted one's old address), else any free port.
     @discardableResult
-    public func addMetadataServer() async throws -> LocalProcess {
+    public func addMetadataServer(listen: Endpoint? = nil) async throws -> LocalProcess {
         let index = counter.add(1, ordering: .relaxed).newValue
+        let address = listen ?? Endpoint(host: options.controller.host, port: 0)
         let process = try await LocalProcess.launch(
             executable: options.executable, role: "metadata-\(index)",
             arguments: [
-                "metadata", "--listen", "\(options.controller.host):0", "--controller",
+                "metadata", "--listen", address.description, "--controller",
                 controller.endpoint.description, "--log-level", options.logLevel,
             ] + options.tls.arguments(server: true),
             workDirectory: options.workDirectory, environment: options.environment)

@@ -258,6 +258,37 @@ import Testing
         }
     }
 
+    @Test func aRestartedMetadataServersJobsGetAClearError() async throws {
+        try await withCluster { cluster, client in
+            let job = try await client.registerJob("forgotten")
+            try await job.put("object", pattern(2 << 20, seed: 1))
+            let old = cluster.metadataServers[0]
+            func metadataID() async throws -> ServerID? {
+                try await client.status().servers.first { $0.kind == .metadata && $0.address == old.endpoint.description }?.id
+            }
+            let oldID = try await metadataID()
+            old.signal(SIGKILL)
+            await old.waitUntilExit()
+            // A new process on the same address: it knows nothing of the job (namespaces live in a
+            // metadata server's memory), and says so rather than hanging or answering wrongly —
+            // `unavailable` until it has registered, then `unknown job`.
+            try await cluster.addMetadataServer(listen: old.endpoint)
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try await metadataID() == oldID, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let started = ContinuousClock.now
+            await #expect { try await job.get("object") } throws: { errorCode($0) == .unknownJob }
+            await #expect { try await job.put("new", pattern(100, seed: 2)) } throws: { errorCode($0) == .unknownJob }
+            await #expect { try await job.list() } throws: { errorCode($0) == .unknownJob }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            // The cluster goes on: a new job is placed and works.
+            let fresh = try await client.registerJob("fresh")
+            try await fresh.put("object", pattern(2 << 20, seed: 3))
+            #expect(try await fresh.get("object") == pattern(2 << 20, seed: 3))
+        }
+    }
+
     @Test func readsFromAKilledStorageServerFailWithinSeconds() async throws {
         try await withCluster { cluster, client in
             let job = try await client.registerJob("victim")
