@@ -70,9 +70,10 @@ import Testing
             let earlyPut = try await early
             print("partition: far marked dead after \(timeToDead); a put in that window: \(earlyPut.summary)")
             // Dead after 3 s without a heartbeat (they come every 0.5 s), checked every 0.25 s: 2.5 to
-            // 3.25 s after the cut, seen here up to one `pocket status` later.
+            // 3.25 s after the cut, seen here up to one `pocket status` later (alone: at most 3.1 s;
+            // with the whole suite on two cores, 3.77 s once).
             #expect(timeToDead > .seconds(2), "dead before 3 s of silence")
-            #expect(timeToDead < .seconds(3.75))
+            #expect(timeToDead < .seconds(4.5))
             #expect(earlyPut.elapsed < .seconds(9.5))
             #expect(earlyPut.status == 0 || earlyPut.errors.contains("I/O error"), "\(earlyPut.errors)")
 

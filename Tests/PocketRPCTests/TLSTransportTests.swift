@@ -152,7 +152,9 @@ import Testing
                 error?.message.contains("TLS handshake with \(endpoint) failed") == true, "\(String(describing: error))"
             )
             let limit = Double(RPCConnection.connectTimeout.nanoseconds) / 1e9
-            #expect(seconds >= limit - 0.1 && seconds < limit + 2, "gave up after \(seconds) s")
+            // Generous above: with the whole suite on two cores the timer fired 2.7 s late once. What
+            // matters is that it gives up, at the timeout and not before.
+            #expect(seconds >= limit - 0.1 && seconds < limit + 5, "gave up after \(seconds) s")
         }
     }
 
