@@ -151,12 +151,18 @@ public final class MetadataService: RequestHandler {
                     throw PocketError(.unauthorized, "a server table needs the controller's capability")
                 }
                 try signer.check(capability, job: 0, rights: .control)
-                let degraded = state.withLock { state in
+                let (repair, deliver) = state.withLock { state in
+                    let before = state.servers.mapValues(\.state)
                     state.servers = Dictionary(uniqueKeysWithValues: request.servers.map { ($0.id, $0) })
-                    return state.servers.values.contains { $0.state == .dead }
+                    // Planning repairs walks every block of every job: only when a server died or
+                    // came (a new target for copies), or the last repair left copies to retry —
+                    // not at every periodic push of an unchanged table.
+                    let changed = before != state.servers.mapValues(\.state)
+                    let degraded = state.servers.values.contains { $0.state == .dead }
+                    return (degraded && (changed || state.repairUnfinished), !state.undelivered.isEmpty)
                 }
-                if degraded { scheduleRepair() }
-                Task { await self.deliverDeferredFrees() }
+                if repair { scheduleRepair() }
+                if deliver { Task { await self.deliverDeferredFrees() } }
                 return Empty()
             }
         case .setWeightMap:

@@ -29,6 +29,8 @@ struct MetadataState {
     var allocated: [ServerID: UInt64] = [:]
     /// Blocks whose lost copy is being restored.
     var copying: Set<RepairTask.Key> = []
+    /// Whether the last repair failed to make some copies (tried again at the next table push).
+    var repairUnfinished = false
     /// Frees storage servers missed, by server.
     var undelivered: [ServerID: UndeliveredFrees] = [:]
 

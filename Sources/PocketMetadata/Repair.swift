@@ -26,6 +26,7 @@ extension MetadataState {
     /// live server of the same tier that holds no copy yet (its room reserved here). Blocks with no
     /// live copy left cannot be restored; readers get an I/O error for them.
     mutating func planRepairs(limit: Int) -> [RepairTask] {
+        repairUnfinished = false
         let blockSize = UInt64(blockSize)
         var tasks: [RepairTask] = []
         for (jobID, job) in jobs where tasks.count < limit {
@@ -51,6 +52,7 @@ extension MetadataState {
     mutating func finishRepairs(made: [RepairTask], failed: [RepairTask]) -> [RepairTask] {
         let blockSize = UInt64(blockSize)
         for task in made + failed { copying.remove(task.key) }
+        if !failed.isEmpty { repairUnfinished = true }
         for task in failed { allocated[task.target.id, default: 0] -= min(blockSize, allocated[task.target.id, default: 0]) }
         var orphans: [RepairTask] = []
         for (jobID, tasks) in Dictionary(grouping: made, by: \.job) {
