@@ -50,6 +50,7 @@ public final class ControllerService: RequestHandler, Service {
         switch request.header.opcode {
         case .registerServer:
             return request.serve(RegisterServer.self) { request in
+                try checkMember(request.proof)
                 let registration = try state.withLock { state throws(PocketError) in
                     try state.register(request, now: now)
                 }
@@ -80,6 +81,7 @@ public final class ControllerService: RequestHandler, Service {
             }
         case .heartbeat:
             return request.serve(Heartbeat.self) { request in
+                try checkMember(request.proof)
                 if try state.withLock({ try $0.heartbeat(request, now: now) }) {
                     logger.info("server is back", metadata: ["server.id": "\(request.serverID)"])
                     tableDirty.store(true, ordering: .releasing)
@@ -287,6 +289,13 @@ public final class ControllerService: RequestHandler, Service {
 }
 
 extension ControllerService {
+    /// Servers prove they hold the cluster key: otherwise anyone reaching this port could register
+    /// a storage server, be given jobs' blocks, or report jobs (with their tokens) as a metadata server.
+    func checkMember(_ proof: Capability?) throws(PocketError) {
+        guard let proof else { throw PocketError(.unauthorized, "a server must prove it holds the cluster key") }
+        try signer.check(proof, job: 0, rights: .control)
+    }
+
     func signedTable(_ table: ServerTable) -> ServerTable {
         var table = table
         table.capability = signer.control()

@@ -37,8 +37,11 @@ public struct MetadataServer: Sendable {
         let registration = RegisterServer(
             kind: .metadata, tier: .dram, address: configuration.advertise ?? server.localAddress.description,
             capacityBytes: configuration.inlineCapacity, throughput: 0)
+        var settings = ControllerSession.Settings(controller: configuration.controller, registration: registration)
+        let signer = service.signer
+        settings.prove = { signer.control() }
         let session = ControllerSession(
-            settings: .init(controller: configuration.controller, registration: registration), logger: logger,
+            settings: settings, logger: logger,
             report: { id in
                 var report = service.report(serverID: id)
                 let sample = rates.sample()

@@ -32,11 +32,14 @@ public struct RegisterServer: WireRequest, Hashable {
     public var jobs: [JobRecord]
     /// From metadata servers: ended jobs whose persisted objects they keep under the job's name.
     public var retiredJobs: [RetiredJob]
+    /// The server's proof that it holds the cluster key (a `control` capability it signed): the
+    /// controller places no data on, and takes no report from, a server without one.
+    public var proof: Capability?
 
     public init(
         kind: ServerKind, tier: Tier, address: String, capacityBytes: UInt64, throughput: UInt64,
         previousID: ServerID = 0, knownServers: [StorageServerEntry] = [], jobs: [JobRecord] = [],
-        retiredJobs: [RetiredJob] = []
+        retiredJobs: [RetiredJob] = [], proof: Capability? = nil
     ) {
         self.kind = kind
         self.tier = tier
@@ -47,6 +50,7 @@ public struct RegisterServer: WireRequest, Hashable {
         self.knownServers = knownServers
         self.jobs = jobs
         self.retiredJobs = retiredJobs
+        self.proof = proof
     }
 
     public init(from buffer: inout ByteBuffer) throws {
@@ -59,6 +63,7 @@ public struct RegisterServer: WireRequest, Hashable {
         knownServers = try buffer.readWireArray(minimumElementSize: 16) { try StorageServerEntry(from: &$0) }
         jobs = try buffer.readWireArray(minimumElementSize: 17) { try JobRecord(from: &$0) }
         retiredJobs = try buffer.readWireArray(minimumElementSize: 10) { try RetiredJob(from: &$0) }
+        proof = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -72,6 +77,8 @@ public struct RegisterServer: WireRequest, Hashable {
         writer.buffer.writeInteger(UInt32(jobs.count))
         for job in jobs { job.encode(into: &writer) }
         writer.buffer.writeWireArray(retiredJobs) { $1.write(to: &$0) }
+        writer.buffer.writeWireBool(proof != nil)
+        proof?.encode(into: &writer)
     }
 }
 
@@ -174,14 +181,18 @@ public struct Heartbeat: WireRequest, Hashable {
     public var placedBytes: [ServerID: UInt64]
     /// From metadata servers: bytes each of their jobs holds.
     public var jobBytes: [JobID: UInt64]
+    /// As in `RegisterServer`: the sender holds the cluster key.
+    public var proof: Capability?
 
     public init(
-        serverID: ServerID, stats: ServerStats, placedBytes: [ServerID: UInt64] = [:], jobBytes: [JobID: UInt64] = [:]
+        serverID: ServerID, stats: ServerStats, placedBytes: [ServerID: UInt64] = [:], jobBytes: [JobID: UInt64] = [:],
+        proof: Capability? = nil
     ) {
         self.serverID = serverID
         self.stats = stats
         self.placedBytes = placedBytes
         self.jobBytes = jobBytes
+        self.proof = proof
     }
 
     public init(from buffer: inout ByteBuffer) throws {
@@ -191,6 +202,7 @@ public struct Heartbeat: WireRequest, Hashable {
             buffer.readWireArray(minimumElementSize: 12) { (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self)) })
         jobBytes = try Self.uniqueKeys(
             buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) })
+        proof = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
     }
 
     /// A sender lists each key once; a repeated one is a malformed report (found by fuzzing: adding
@@ -215,6 +227,8 @@ public struct Heartbeat: WireRequest, Hashable {
             buffer.writeInteger(entry.key)
             buffer.writeInteger(entry.value)
         }
+        writer.buffer.writeWireBool(proof != nil)
+        proof?.encode(into: &writer)
     }
 }
 

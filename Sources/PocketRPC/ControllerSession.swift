@@ -15,6 +15,8 @@ public final class ControllerSession: Service, Sendable {
         public var registration: RegisterServer
         /// Twice a second: the autoscaler sees load, and drained servers emptying, within half a second.
         public var interval: Duration = .milliseconds(500)
+        /// A fresh proof that this server holds the cluster key, for each registration and report.
+        public var prove: @Sendable () -> Capability = { Capability(job: 0, rights: .control, blocks: 0...0, expiry: 0) }
         public init(controller: Endpoint, registration: RegisterServer) {
             self.controller = controller
             self.registration = registration
@@ -54,6 +56,7 @@ public final class ControllerSession: Service, Sendable {
                 var request = settings.registration
                 request.previousID = registration?.serverID ?? 0
                 describe(&request)
+                request.proof = settings.prove()
                 let connection = try await RPCConnection.connect(to: settings.controller, timeout: .seconds(3))
                 let reply: RegisterServerReply
                 do {
@@ -94,7 +97,9 @@ public final class ControllerSession: Service, Sendable {
             try await Task.sleep(for: settings.interval)
             guard let id = registration?.serverID else { continue }
             do {
-                _ = try await pool.call(settings.controller, report(id))
+                var heartbeat = report(id)
+                heartbeat.proof = settings.prove()
+                _ = try await pool.call(settings.controller, heartbeat)
             } catch let error as PocketError where error.code == .unknownServer {
                 logger.warning("controller forgot this server; registering again")
                 _ = try await register()

@@ -106,8 +106,11 @@ public struct StorageServer: Sendable {
         let registration = RegisterServer(
             kind: .storage, tier: store.tier, address: configuration.advertise ?? server.localAddress.description,
             capacityBytes: store.capacityBytes, throughput: configuration.throughput)
+        var settings = ControllerSession.Settings(controller: configuration.controller, registration: registration)
+        let signer = CapabilitySigner(key: configuration.key)
+        settings.prove = { signer.control() }
         let session = ControllerSession(
-            settings: .init(controller: configuration.controller, registration: registration), logger: logger
+            settings: settings, logger: logger
         ) { Heartbeat(serverID: $0, stats: holder.sample(store: store)) }
         return StorageServer(server: server, session: session)
     }

@@ -112,6 +112,28 @@ import Testing
         }
     }
 
+    @Test func onlyHoldersOfTheClusterKeyJoinTheCluster() async throws {
+        try await withCluster { cluster, client in
+            let before = try await client.status().servers.map(\.id)
+            let rogue = RegisterServer(kind: .storage, tier: .dram, address: "127.0.0.1:9", capacityBytes: 1 << 40, throughput: 1)
+            await #expect { try await ask(cluster.controller.endpoint, rogue) } throws: { errorCode($0) == .unauthorized }
+            var forged = rogue
+            forged.proof = CapabilitySigner(key: .random()).control()
+            await #expect { try await ask(cluster.controller.endpoint, forged) } throws: { errorCode($0) == .unauthorized }
+            // Nor can a stranger keep a server alive or feed the autoscaler reports.
+            await #expect {
+                try await ask(cluster.controller.endpoint, Heartbeat(serverID: before[0], stats: ServerStats()))
+            } throws: { errorCode($0) == .unauthorized }
+            #expect(try await client.status().servers.map(\.id) == before, "no server joined")
+            // With the cluster's key, the same registration is taken.
+            let key = try ClusterKey.load(path: cluster.options.environment["POCKET_CLUSTER_KEY"]!)
+            var member = rogue
+            member.proof = CapabilitySigner(key: key).control()
+            let reply = try await ask(cluster.controller.endpoint, member)
+            #expect(!before.contains(reply.serverID))
+        }
+    }
+
     @Test func tokensAndTheClusterKeyNeverReachTheLogs() async throws {
         try await withCluster(configure: { $0.logLevel = "trace" }) { cluster, client in
             let job = try await client.registerJob("quiet")

@@ -52,12 +52,12 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
                 StorageServerEntry(id: 9, address: "127.0.0.1:2", tier: .hdd, state: .dead, capacityBytes: 11)
             ],
             jobs: [record, JobRecord(id: 43, name: "empty", token: "u", hints: JobHints(), weightMap: WeightMap())],
-            retiredJobs: [RetiredJob(id: 40, name: "kept")])),
+            retiredJobs: [RetiredJob(id: 40, name: "kept")], proof: control)),
         ("JobRecord", nil, record),
         ("RegisterServerReply", nil, RegisterServerReply(serverID: 1, blockSize: 65536, inlineLimit: 8192)),
         ("Heartbeat", Heartbeat.opcode, Heartbeat(serverID: 2, stats: stats)),
         ("Heartbeat with reports", Heartbeat.opcode,
-         Heartbeat(serverID: 2, stats: stats, placedBytes: [3: 65536, 4: 1], jobBytes: [42: 7])),
+         Heartbeat(serverID: 2, stats: stats, placedBytes: [3: 65536, 4: 1], jobBytes: [42: 7], proof: control)),
         ("ListEvents", ListEvents.opcode, ListEvents(since: 17)),
         ("EventList", nil,
          EventList(events: [
