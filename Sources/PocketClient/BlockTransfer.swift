@@ -13,12 +13,13 @@ final class BlockTransfer: Sendable {
     private let metadataConnections: ConnectionPool
     private let storageConnections: ConnectionPool
     private let configuration: PocketClient.Configuration
-    private let directory = Mutex<[ServerID: StorageServerEntry]>([:])
+    /// Storage servers as the metadata server's table lists them, with their parsed addresses.
+    private let directory = Mutex<[ServerID: (entry: StorageServerEntry, endpoint: Endpoint)]>([:])
     /// Servers that failed a read lately, tried last for a while (until the controller's verdict
     /// reaches the table, or they answer again).
     private let suspects = Mutex<[ServerID: ContinuousClock.Instant]>([:])
     static let suspicion = Duration.seconds(5)
-    let capabilities = CapabilityCache()
+    private let capabilities = CapabilityCache()
 
     init(
         auth: JobAuth, metadata: Endpoint, metadataConnections: ConnectionPool, storageConnections: ConnectionPool,
@@ -67,7 +68,7 @@ final class BlockTransfer: Sendable {
                 _ = try await storageConnections.call(endpoint, request)
             } catch let error as PocketError where error.code == .unauthorized {
                 // Signed before a restart of the cluster key, or lapsed on a slow path: ask again once.
-                request.capabilities = [try await authorize(.write, ids.min()!...ids.max()!)]
+                request.capabilities = try await authorizeWrites(ids)
                 _ = try await storageConnections.call(endpoint, request)
             }
         } catch let error as PocketError where error.code == .noSpace || error.code == .unauthorized {
@@ -86,7 +87,23 @@ final class BlockTransfer: Sendable {
 
     private func writeCapabilities(_ ids: [BlockID]) async throws -> [Capability] {
         if let held = capabilities.write(ids) { return held }
-        return [try await authorize(.write, ids.min()!...ids.max()!)]
+        return try await authorizeWrites(ids)
+    }
+
+    /// Fresh write capabilities, one per run of consecutive ids: a batch may hold blocks of several
+    /// reservations, and the ids between them are not this writer's.
+    private func authorizeWrites(_ ids: [BlockID]) async throws -> [Capability] {
+        var runs: [ClosedRange<BlockID>] = []
+        for id in ids.sorted() {
+            if let last = runs.last, id <= last.upperBound + 1 {
+                runs[runs.count - 1] = last.lowerBound...max(last.upperBound, id)
+            } else {
+                runs.append(id...id)
+            }
+        }
+        var granted: [Capability] = []
+        for run in runs { granted.append(try await authorize(.write, run)) }
+        return granted
     }
 
     private func readCapability(upTo highest: BlockID) async throws -> Capability {
@@ -146,7 +163,7 @@ final class BlockTransfer: Sendable {
 
     /// Reads pieces of blocks, one request per server, all servers at once; returns them in order.
     /// Pieces a server fails to return are asked of the block's next copy; a block whose every
-    /// copy failed is an I/O error.
+    /// copy failed is an I/O error. A refused capability is renewed once, not held against a server.
     func read(_ pieces: [Piece]) async throws -> [ByteBuffer] {
         var result = [ByteBuffer](repeating: ByteBuffer(), count: pieces.count)
         var pending: [Int] = []
@@ -160,33 +177,39 @@ final class BlockTransfer: Sendable {
             }
         }
         guard !pending.isEmpty else { return result }
-        let capability = try await readCapability(upTo: highest)
+        var capability = try await readCapability(upTo: highest)
+        var renewed = false
         var order = try await readingOrder(pieces, pending)
         var failures: [ServerID: any Error] = [:]
+        defer { if !failures.isEmpty { suspect(Array(failures.keys)) } }
         while !pending.isEmpty {
             var byServer: [ServerID: [Int]] = [:]
             for index in pending {
                 guard let server = order[index]?.first else {
-                    let reasons = pieces[index].block.servers.map { "storage server \($0): \(failures[$0].map { "\($0)" } ?? "dead")" }
+                    let reasons = pieces[index].block.servers.map {
+                        "storage server \($0): \(failures[$0].map { "\($0)" } ?? "dead")"
+                    }
                     throw PocketError(
                         .io, "no copy of block \(pieces[index].block.id) could be read (\(reasons.joined(separator: "; ")))")
                 }
                 byServer[server, default: []].append(index)
             }
             pending = []
-            let answers = await withTaskGroup(of: (ServerID, [Int], Result<BlockData, any Error>).self) { group in
+            let answers = await withTaskGroup(of: (ServerID, [Int], Result<[ByteBuffer], any Error>).self) { group in
                 for (server, indices) in byServer {
+                    let request = ReadBlocks(
+                        jobID: job, capabilities: [capability],
+                        ranges: indices.map {
+                            BlockRange(
+                                id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset), length: UInt32(pieces[$0].length))
+                        })
                     group.addTask {
-                        let request = ReadBlocks(
-                            jobID: self.job, capabilities: [capability],
-                            ranges: indices.map {
-                                BlockRange(
-                                    id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset),
-                                    length: UInt32(pieces[$0].length))
-                            })
                         do {
-                            let endpoint = try await self.endpoint(of: server)
-                            return (server, indices, .success(try await self.storageConnections.call(endpoint, request)))
+                            let reply = try await self.storageConnections.call(try await self.endpoint(of: server), request)
+                            guard reply.blocks.count == indices.count else {
+                                throw PocketError(.io, "returned \(reply.blocks.count) of \(indices.count) blocks")
+                            }
+                            return (server, indices, .success(reply.blocks))
                         } catch {
                             return (server, indices, .failure(error))
                         }
@@ -194,35 +217,44 @@ final class BlockTransfer: Sendable {
                 }
                 return await group.reduce(into: []) { $0.append($1) }
             }
+            var refused: [Int] = []
             for (server, indices, answer) in answers {
                 switch answer {
-                case .success(let reply) where reply.blocks.count == indices.count:
-                    for (index, data) in zip(indices, reply.blocks) {
-                        result[index] = try Self.fitted(data, to: pieces[index])
-                    }
-                case .success(let reply):
-                    failures[server] = PocketError(.io, "returned \(reply.blocks.count) of \(indices.count) blocks")
-                    fallthrough
-                case .failure:
-                    if case .failure(let error) = answer { failures[server] = error }
+                case .success(let blocks):
+                    for (index, data) in zip(indices, blocks) { result[index] = try Self.fitted(data, to: pieces[index]) }
+                case .failure(let error as PocketError) where error.code == .unauthorized && !renewed:
+                    refused += indices
+                case .failure(let error):
+                    failures[server] = error
                     for index in indices { order[index]?.removeFirst() }
                     pending += indices
                 }
             }
-        }
-        if !failures.isEmpty {
-            let now = ContinuousClock.now
-            suspects.withLock { suspects in
-                for server in failures.keys { suspects[server] = now }
+            if !refused.isEmpty {
+                // Signed with a key the cluster no longer uses, say: a new one, and the same servers.
+                capability = try await authorize(.read, 1...highest)
+                renewed = true
+                pending += refused
             }
-            _ = try? await refreshDirectory()
         }
         return result
+    }
+
+    /// Servers that failed a read are tried last for a while; the table may know more by now.
+    private func suspect(_ servers: [ServerID]) {
+        let now = ContinuousClock.now
+        suspects.withLock { suspects in
+            for server in servers { suspects[server] = now }
+        }
+        Task { _ = try? await self.refreshDirectory() }
     }
 
     /// Each pending piece's servers in the order to try them: the block's own order, servers the
     /// table calls dead or that failed lately last.
     private func readingOrder(_ pieces: [Piece], _ pending: [Int]) async throws -> [Int: [ServerID]] {
+        guard pending.contains(where: { !pieces[$0].block.replicas.isEmpty }) else {
+            return Dictionary(uniqueKeysWithValues: pending.map { ($0, [pieces[$0].block.server]) })
+        }
         let states = try await serverStates()
         let now = ContinuousClock.now
         let suspected = suspects.withLock { suspects in
@@ -258,25 +290,26 @@ final class BlockTransfer: Sendable {
 
     /// The address of a storage server, from the metadata server's table (refreshed on a miss).
     func endpoint(of server: ServerID) async throws -> Endpoint {
-        if let known = directory.withLock({ $0[server] }) { return try Endpoint(parsing: known.address) }
-        guard let entry = try await refreshDirectory()[server] else {
+        if let known = directory.withLock({ $0[server]?.endpoint }) { return known }
+        guard let endpoint = try await refreshDirectory()[server]?.endpoint else {
             throw PocketError(.io, "storage server \(server) is not in the cluster")
         }
-        return try Endpoint(parsing: entry.address)
+        return endpoint
     }
 
     /// Servers' states as last heard; the table is fetched when none is known yet.
     private func serverStates() async throws -> [ServerID: ServerState] {
         var entries = directory.withLock { $0 }
         if entries.isEmpty { entries = try await refreshDirectory() }
-        return entries.mapValues(\.state)
+        return entries.mapValues(\.entry.state)
     }
 
     /// The metadata server's table, which the controller keeps current.
     @discardableResult
-    func refreshDirectory() async throws -> [ServerID: StorageServerEntry] {
+    func refreshDirectory() async throws -> [ServerID: (entry: StorageServerEntry, endpoint: Endpoint)] {
         let table = try await metadataConnections.call(metadata, GetServers())
-        let entries = Dictionary(table.servers.map { ($0.id, $0) }) { _, last in last }
+        var entries: [ServerID: (entry: StorageServerEntry, endpoint: Endpoint)] = [:]
+        for entry in table.servers { entries[entry.id] = (entry, try Endpoint(parsing: entry.address)) }
         directory.withLock { $0 = entries }
         return entries
     }

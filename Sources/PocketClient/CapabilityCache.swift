@@ -1,4 +1,3 @@
-import Foundation
 import PocketProtocol
 import Synchronization
 
@@ -21,7 +20,7 @@ final class CapabilityCache: Sendable {
 
     func remember(_ capability: Capability?) {
         guard let capability else { return }
-        let now = Self.now()
+        let now = Capability.now()
         held.withLock { held in
             if capability.rights.contains(.write) {
                 held.writes.removeAll { $0.expiry < now }
@@ -30,7 +29,7 @@ final class CapabilityCache: Sendable {
                 held.writes.insert(capability, at: index)
             } else if capability.rights.contains(.read) {
                 if let current = held.read, current.blocks.upperBound > capability.blocks.upperBound,
-                    current.expiry - now > Self.margin
+                    current.isUsable(margin: Self.margin, now: now)
                 {
                     return
                 }
@@ -41,9 +40,9 @@ final class CapabilityCache: Sendable {
 
     /// A read capability covering block `highest` and every lower one, if one is held.
     func read(upTo highest: BlockID) -> Capability? {
-        let now = Self.now()
+        let now = Capability.now()
         return held.withLock { held in
-            guard let read = held.read, read.blocks.upperBound >= highest, read.expiry - now > Self.margin else {
+            guard let read = held.read, read.blocks.upperBound >= highest, read.isUsable(margin: Self.margin, now: now) else {
                 return nil
             }
             return read
@@ -52,7 +51,7 @@ final class CapabilityCache: Sendable {
 
     /// Write capabilities covering every id, or nil when one is missing.
     func write(_ ids: [BlockID]) -> [Capability]? {
-        let now = Self.now()
+        let now = Capability.now()
         return held.withLock { held in
             var chosen: [Capability] = []
             for id in ids where !chosen.contains(where: { $0.blocks.contains(id) }) {
@@ -63,7 +62,8 @@ final class CapabilityCache: Sendable {
                     let middle = (low + high) / 2
                     if held.writes[middle].blocks.lowerBound <= id { low = middle + 1 } else { high = middle }
                 }
-                guard low > 0, held.writes[low - 1].blocks.contains(id), held.writes[low - 1].expiry - now > Self.margin
+                guard low > 0, held.writes[low - 1].blocks.contains(id),
+                    held.writes[low - 1].isUsable(margin: Self.margin, now: now)
                 else { return nil }
                 chosen.append(held.writes[low - 1])
             }
@@ -71,5 +71,4 @@ final class CapabilityCache: Sendable {
         }
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 }

@@ -38,8 +38,7 @@ extension PocketJob {
     public func read(
         _ key: String, deleteAfterRead: Bool = false, _ consume: (ByteBuffer) async throws -> Void
     ) async throws {
-        let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
-        transfer.remember(location.capability)
+        let location = try await locate(key, deleteAfterRead: deleteAfterRead)
         if let inline = location.inline {
             if inline.readableBytes > 0 { try await consume(inline) }
             return

@@ -85,7 +85,8 @@ public final class PocketJob: Sendable {
         try await read(location, into: &buffer, key: key, deleteAfterRead: deleteAfterRead)
     }
 
-    private func locate(_ key: String, deleteAfterRead: Bool) async throws -> ObjectLocation {
+    /// Where the object at `key` is, keeping the read capability that comes with it.
+    func locate(_ key: String, deleteAfterRead: Bool) async throws -> ObjectLocation {
         let location = try await call(GetObject(auth: auth, path: key, deleteAfterRead: deleteAfterRead))
         transfer.remember(location.capability)
         return location

@@ -25,6 +25,11 @@ extension MetadataState {
         undelivered[server]!.blocks.removeValue(forKey: job)
     }
 
+    /// Whether a server that missed frees is live in the table again.
+    var hasDeliverableFrees: Bool {
+        undelivered.keys.contains { id in servers[id]?.state != .dead }
+    }
+
     /// The frees now deliverable: those of servers live in the table. Those of servers gone from
     /// it are dropped (their blocks went with them).
     mutating func takeDeliverableFrees() -> [(StorageServerEntry, UndeliveredFrees)] {

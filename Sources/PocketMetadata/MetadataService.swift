@@ -159,7 +159,7 @@ public final class MetadataService: RequestHandler {
                     // not at every periodic push of an unchanged table.
                     let changed = before != state.servers.mapValues(\.state)
                     let degraded = state.servers.values.contains { $0.state == .dead }
-                    return (degraded && (changed || state.repairUnfinished), !state.undelivered.isEmpty)
+                    return (degraded && (changed || state.repairUnfinished), state.hasDeliverableFrees)
                 }
                 if repair { scheduleRepair() }
                 if deliver { Task { await self.deliverDeferredFrees() } }

@@ -261,7 +261,8 @@ struct MetadataState {
             }
             return givenBlocks(request.auth.job)!
         case .write, [.read, .write]:
-            guard request.blocks.count <= Int(AllocateBlocks.maxCount),
+            // The span checked without `count`, which traps for ranges wider than Int.
+            guard request.blocks.upperBound - request.blocks.lowerBound < UInt64(AllocateBlocks.maxCount),
                 request.blocks.allSatisfy({ job.pending[$0] != nil })
             else {
                 throw PocketError(.unauthorized, "blocks \(request.blocks) are not all reserved by job \(job.name)")

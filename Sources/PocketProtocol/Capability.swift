@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// Permission to touch a range of one job's blocks until a deadline, signed with the key the
 /// cluster shares (`PocketSecurity`). Metadata servers hand capabilities to a job's clients with
 /// its allocations and reads; storage servers act on a block only with one that covers it, so a
@@ -45,6 +51,18 @@ public struct Capability: Hashable, Sendable, WireMessage {
 
     public func covers(_ id: BlockID, _ needed: Rights) -> Bool {
         blocks.contains(id) && rights.isSuperset(of: needed)
+    }
+
+    /// Whether it stays valid for at least `margin` more seconds.
+    public func isUsable(margin: Int64, now: Int64 = Capability.now()) -> Bool {
+        expiry - now > margin
+    }
+
+    /// Seconds since the Unix epoch, the clock expiries are read against.
+    public static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec)
     }
 
     /// What the MAC covers: a version tag, then every field in wire order.

@@ -47,6 +47,8 @@ public final class ConnectionPool: Sendable {
         }
     }
 
+    /// Takes the connection out of use: new calls open a new one. It is closed only after the
+    /// timeout, so the other requests in flight on it get their answers (or time out) as before.
     private func discard(_ connection: RPCConnection, of endpoint: Endpoint) async {
         slots.withLock { slots in
             guard var slot = slots[endpoint] else { return }
@@ -55,7 +57,11 @@ public final class ConnectionPool: Sendable {
             }
             slots[endpoint] = slot
         }
-        await connection.close()
+        let grace = Duration.nanoseconds(timeout.nanoseconds)
+        Task {
+            try? await Task.sleep(for: grace)
+            await connection.close()
+        }
     }
 
     public func connection(to endpoint: Endpoint) async throws -> RPCConnection {

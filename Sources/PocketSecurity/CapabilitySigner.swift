@@ -17,7 +17,7 @@ public struct CapabilitySigner: Sendable {
         job: JobID, rights: Capability.Rights, blocks: ClosedRange<BlockID>, lifetime: Duration? = nil
     ) -> Capability {
         let seconds = (lifetime ?? self.lifetime).components.seconds
-        var capability = Capability(job: job, rights: rights, blocks: blocks, expiry: Self.now() + seconds)
+        var capability = Capability(job: job, rights: rights, blocks: blocks, expiry: Capability.now() + seconds)
         capability.mac = mac(capability)
         return capability
     }
@@ -33,7 +33,7 @@ public struct CapabilitySigner: Sendable {
         guard capability.job == job, capability.rights.isSuperset(of: rights) else {
             throw PocketError(.unauthorized, "capability does not grant \(rights) on job \(job)")
         }
-        guard capability.expiry >= Self.now() else {
+        guard capability.expiry >= Capability.now() else {
             throw PocketError(.unauthorized, "capability expired")
         }
         // Compared in constant time: a forger learns nothing from how long a refusal takes.
@@ -71,5 +71,4 @@ public struct CapabilitySigner: Sendable {
         (a ^ b) == 0
     }
 
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 }

@@ -6,17 +6,18 @@ import PocketProtocol
 /// the controller signs what it asks of metadata servers, storage and metadata servers check.
 /// It lives in a file (32 random bytes, hex) readable by the servers alone; it never travels on the
 /// wire and is never logged.
-public struct ClusterKey: Sendable {
+public struct ClusterKey: @unchecked Sendable {  // SymmetricKey is immutable once made.
     private let bytes: [UInt8]
+    /// Made once: every capability checked on a storage server's request path uses it.
+    let key: SymmetricKey
 
     public init(bytes: [UInt8]) throws(PocketError) {
         guard bytes.count >= 16 else {
             throw PocketError(.invalidArgument, "a cluster key needs at least 16 bytes, got \(bytes.count)")
         }
         self.bytes = bytes
+        key = SymmetricKey(data: bytes)
     }
-
-    var key: SymmetricKey { SymmetricKey(data: bytes) }
 
     /// A new random key.
     public static func random() -> ClusterKey {

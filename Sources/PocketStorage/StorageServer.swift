@@ -98,16 +98,14 @@ public struct StorageServer: Sendable {
         let holder = StatsHolder()
         let io: NIOThreadPool? = store.blocksOnIO ? NIOThreadPool(numberOfThreads: 4) : nil
         io?.start()
-        let handler = StorageRequestHandler(
-            store: store, io: io, signer: CapabilitySigner(key: configuration.key)
-        ) { holder.current(store: store) }
+        let signer = CapabilitySigner(key: configuration.key)
+        let handler = StorageRequestHandler(store: store, io: io, signer: signer) { holder.current(store: store) }
         let server = try await RPCServer.bind(configuration.listen, handler: handler, logger: logger)
         holder.attach(server: server, cpu: cpu)
         let registration = RegisterServer(
             kind: .storage, tier: store.tier, address: configuration.advertise ?? server.localAddress.description,
             capacityBytes: store.capacityBytes, throughput: configuration.throughput)
         var settings = ControllerSession.Settings(controller: configuration.controller, registration: registration)
-        let signer = CapabilitySigner(key: configuration.key)
         settings.prove = { signer.control() }
         let session = ControllerSession(
             settings: settings, logger: logger

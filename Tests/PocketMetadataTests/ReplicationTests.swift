@@ -105,6 +105,9 @@ import Testing
         #expect(throws: PocketError.self) {
             try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .free, blocks: 2...2))
         }
+        #expect(throws: PocketError.self, "a range wider than Int is refused, not a trap") {
+            try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .write, blocks: 0...BlockID.max))
+        }
         #expect(throws: PocketError.self) {
             try state.authorizeBlocks(AuthorizeBlocks(auth: JobAuth(job: 7, token: "wrong"), rights: .read, blocks: 1...1))
         }
