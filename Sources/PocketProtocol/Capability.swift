@@ -71,8 +71,7 @@ public struct Capability: Hashable, Sendable, WireMessage {
         buffer.writeString("pocket-capability-v1")
         buffer.writeInteger(job)
         buffer.writeInteger(rights.rawValue)
-        buffer.writeInteger(blocks.lowerBound)
-        buffer.writeInteger(blocks.upperBound)
+        buffer.writeWireBlockRange(blocks)
         buffer.writeInteger(expiry)
         return Array(buffer.readableBytesView)
     }
@@ -83,10 +82,7 @@ public struct Capability: Hashable, Sendable, WireMessage {
         job = try buffer.readWire()
         rights = Rights(rawValue: try buffer.readWire())
         guard Rights.all.isSuperset(of: rights) else { throw PocketError.malformed("unknown rights \(rights.rawValue)") }
-        let lower: BlockID = try buffer.readWire()
-        let upper: BlockID = try buffer.readWire()
-        guard lower <= upper else { throw PocketError.malformed("empty block range \(lower)...\(upper)") }
-        blocks = lower...upper
+        blocks = try buffer.readWireBlockRange()
         expiry = try buffer.readWire()
         mac = try buffer.readWire()
     }
@@ -94,14 +90,26 @@ public struct Capability: Hashable, Sendable, WireMessage {
     public func encode(into writer: inout WireWriter) {
         writer.buffer.writeInteger(job)
         writer.buffer.writeInteger(rights.rawValue)
-        writer.buffer.writeInteger(blocks.lowerBound)
-        writer.buffer.writeInteger(blocks.upperBound)
+        writer.buffer.writeWireBlockRange(blocks)
         writer.buffer.writeInteger(expiry)
         writer.buffer.writeInteger(mac)
     }
 }
 
 extension ByteBuffer {
+    /// A closed range of block ids: first and last, first not after last.
+    mutating func readWireBlockRange() throws -> ClosedRange<BlockID> {
+        let lower: BlockID = try readWire()
+        let upper: BlockID = try readWire()
+        guard lower <= upper else { throw PocketError.malformed("empty block range \(lower)...\(upper)") }
+        return lower...upper
+    }
+
+    mutating func writeWireBlockRange(_ range: ClosedRange<BlockID>) {
+        writeInteger(range.lowerBound)
+        writeInteger(range.upperBound)
+    }
+
     /// Capabilities attached to a block request; a handful at most.
     mutating func readCapabilities() throws -> [Capability] {
         let capabilities = try readWireArray(minimumElementSize: Capability.wireSize) { try Capability(from: &$0) }

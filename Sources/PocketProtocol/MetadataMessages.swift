@@ -310,17 +310,13 @@ public struct AuthorizeBlocks: JobRequest, Hashable {
     public init(from buffer: inout ByteBuffer) throws {
         auth = try JobAuth(from: &buffer)
         rights = Capability.Rights(rawValue: try buffer.readWire())
-        let lower: BlockID = try buffer.readWire()
-        let upper: BlockID = try buffer.readWire()
-        guard lower <= upper else { throw PocketError.malformed("empty block range \(lower)...\(upper)") }
-        blocks = lower...upper
+        blocks = try buffer.readWireBlockRange()
     }
 
     public func encode(into writer: inout WireWriter) {
         auth.write(to: &writer.buffer)
         writer.buffer.writeInteger(rights.rawValue)
-        writer.buffer.writeInteger(blocks.lowerBound)
-        writer.buffer.writeInteger(blocks.upperBound)
+        writer.buffer.writeWireBlockRange(blocks)
     }
 }
 
