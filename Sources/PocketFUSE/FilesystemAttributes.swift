@@ -8,6 +8,12 @@ extension PocketFilesystem {
         case any, create, replace
     }
 
+    /// Whether `ino` can have attributes (only job directories do). Answered without a task: with
+    /// the writeback cache the kernel asks for `security.capability` before every write.
+    public func hasAttributes(_ ino: UInt64) -> Bool {
+        (try? jobDirectory(ino)) != .some(nil)
+    }
+
     private func jobDirectory(_ ino: UInt64) throws -> String? {
         let entry = try entry(ino)
         guard let job = entry.job, entry.path.isEmpty else { return nil }

@@ -75,7 +75,9 @@ extension PocketFilesystem {
         let path = InodeTable.join(directory, name)
         let job = try await job(jobName)
         let info = try await job.create(path, mode: mode, exclusive: exclusive)
-        let ino = inodes.withLock { $0.number(job: jobName, path: path, lookup: true) }
+        let ino = inodes.withLock { table in
+            table.fileNumber(job: jobName, path: path, changed: info.changed) { self.openFile($0) != nil }
+        }
         _ = try await acquire(ino, job: job, path: path) {
             info.size == 0
                 ? ObjectLocation(size: 0, blockSize: UInt32(job.blockSize), inline: ByteBuffer(), blocks: [])
@@ -89,7 +91,7 @@ extension PocketFilesystem {
         return file
     }
 
-    public func read(_ ino: UInt64, offset: UInt64, size: Int) async throws -> ByteBuffer {
+    public func read(_ ino: UInt64, offset: UInt64, size: Int) async throws -> [ByteBuffer] {
         try await handle(ino).read(at: offset, length: size)
     }
 

@@ -12,8 +12,10 @@ enum FuseOperations {
             guard let conn else { return }
             conn.pointee.max_write = 1 << 20
             conn.pointee.max_readahead = 1 << 20
-            conn.pointee.want |= CFuse_cap_async_read() | CFuse_cap_parallel_dirops()
-            conn.pointee.want &= ~(CFuse_cap_writeback_cache() | CFuse_cap_auto_inval_data())
+            // The writeback cache turns tools' small writes into page-cache copies and 1 MiB
+            // requests; changes by other mounts reach this one as fresh inode numbers (lookup).
+            conn.pointee.want |= CFuse_cap_async_read() | CFuse_cap_parallel_dirops() | CFuse_cap_writeback_cache()
+            conn.pointee.want &= ~CFuse_cap_auto_inval_data()
         }
         ops.lookup = { req, parent, name in
             let (request, name) = (FuseRequest(raw: req!), String(cString: name!))
@@ -107,7 +109,7 @@ enum FuseOperations {
         }
         ops.read = { req, ino, size, offset, _ in
             let request = FuseRequest(raw: req!)
-            request.run { fs in request.buffer(try await fs.read(ino, offset: UInt64(offset), size: size)) }
+            request.run { fs in request.gathered(try await fs.read(ino, offset: UInt64(offset), size: size)) }
         }
         ops.write = { req, ino, buffer, size, offset, _ in
             let request = FuseRequest(raw: req!)
@@ -181,6 +183,7 @@ enum FuseOperations {
         }
         ops.getxattr = { req, ino, name, size in
             let (request, name) = (FuseRequest(raw: req!), String(cString: name!))
+            guard request.filesystem.hasAttributes(ino) else { return request.error(FuseError(ENODATA)) }
             request.run { fs in request.sized(Array(try await fs.getxattr(ino, name: name).utf8), limit: size) }
         }
         ops.listxattr = { req, ino, size in

@@ -43,9 +43,23 @@ struct FuseRequest: @unchecked Sendable {
         fuse_reply_create(raw, &entry, &info)
     }
 
-    func buffer(_ data: ByteBuffer) {
-        data.withUnsafeReadableBytes { bytes in
-            _ = fuse_reply_buf(raw, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count)
+    /// Read data as it lies in the blocks: one writev to the kernel, no copy in between.
+    func gathered(_ pieces: [ByteBuffer]) {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(pieces.count)
+        Self.withVectors(pieces[...], &vectors) { vectors in
+            _ = fuse_reply_iov(raw, vectors.baseAddress, Int32(vectors.count))
+        }
+    }
+
+    /// Pins each piece's bytes (nested, so every pointer is valid inside `body`).
+    private static func withVectors(
+        _ pieces: ArraySlice<ByteBuffer>, _ vectors: inout [iovec], _ body: (UnsafeBufferPointer<iovec>) -> Void
+    ) {
+        guard let first = pieces.first else { return vectors.withUnsafeBufferPointer(body) }
+        first.withUnsafeReadableBytes { bytes in
+            vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+            withVectors(pieces.dropFirst(), &vectors, body)
         }
     }
 

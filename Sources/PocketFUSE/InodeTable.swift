@@ -10,6 +10,8 @@ public struct InodeTable: Sendable {
         /// Path inside the job, "" for the job's root, components joined by "/".
         public var path: String
         public var lookups: UInt64
+        /// The file's change time when the kernel last looked it up by name (files only).
+        public var changed: Int64?
 
         public var name: String { path.split(separator: "/").last.map(String.init) ?? job ?? "" }
     }
@@ -47,6 +49,19 @@ public struct InodeTable: Sendable {
         next += 1
         entries[ino] = Entry(job: job, path: path, lookups: lookup ? 1 : 0)
         numbers[key] = ino
+        return ino
+    }
+
+    /// The number for a file that the kernel looks up by name, made anew when the file changed since
+    /// the last lookup and `isOpen` says no handle here has it open. With the kernel's writeback
+    /// cache, a cached inode keeps its size and pages whatever the server says; a fresh number is
+    /// how a change made by another mount reaches this one (after the entry timeout, as before).
+    public mutating func fileNumber(job: String, path: String, changed: Int64, isOpen: (UInt64) -> Bool) -> UInt64 {
+        if let ino = existing(job: job, path: path), let known = entries[ino]?.changed, known != changed, !isOpen(ino) {
+            detach(job: job, path: path)
+        }
+        let ino = number(job: job, path: path, lookup: true)
+        entries[ino]!.changed = changed
         return ino
     }
 

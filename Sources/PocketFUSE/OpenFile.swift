@@ -147,7 +147,8 @@ actor OpenFile {
         }
         let snapshot = version
         if size <= UInt64(settings.inlineLimit) {
-            let content = try await read(at: 0, length: Int(size), prefetch: false)
+            var content = ByteBufferAllocator().buffer(capacity: Int(size))
+            for piece in try await read(at: 0, length: Int(size), prefetch: false) { content.writeImmutableBuffer(piece) }
             guard version == snapshot else { return try await flush() }
             try await job.put(path, content)
             guard version == snapshot else { return try await flush() }
@@ -337,12 +338,14 @@ actor OpenFile {
 
     // MARK: Reading
 
-    func read(at offset: UInt64, length: Int, prefetch: Bool = true) async throws -> ByteBuffer {
+    /// Bytes `offset..<offset+length` (cut at the size), as slices of the blocks that hold them:
+    /// the reply gathers them, so a read copies nothing here.
+    func read(at offset: UInt64, length: Int, prefetch: Bool = true) async throws -> [ByteBuffer] {
         // Fetch until every stored block is at hand; the state may change while a fetch is away,
         // so the bytes are put together only after a check that needed no suspension.
         while true {
             let end = min(size, offset + UInt64(length))
-            guard end > offset else { return ByteBuffer() }
+            guard end > offset else { return [] }
             let first = Int(offset / blockSize)
             let last = Int((end - 1) / blockSize)
             var missing: [(BlockRef, Int)] = []
@@ -363,8 +366,9 @@ actor OpenFile {
     }
 
     /// Bytes `offset..<end` from dirty blocks, cached stored blocks, inline bytes and zeros.
-    private func assemble(_ blocks: ClosedRange<Int>, from offset: UInt64, to end: UInt64) -> ByteBuffer {
-        var result = ByteBufferAllocator().buffer(capacity: Int(end - offset))
+    private func assemble(_ blocks: ClosedRange<Int>, from offset: UInt64, to end: UInt64) -> [ByteBuffer] {
+        var result: [ByteBuffer] = []
+        result.reserveCapacity(blocks.count)
         for index in blocks {
             let start = UInt64(index) * blockSize
             let from = Int(max(offset, start) - start)
@@ -381,12 +385,20 @@ actor OpenFile {
             }
             let available = max(0, min(to, source?.readableBytes ?? 0) - from)
             if available > 0, let source {
-                result.writeImmutableBuffer(source.getSlice(at: source.readerIndex + from, length: available)!)
+                result.append(source.getSlice(at: source.readerIndex + from, length: available)!)
             }
-            result.writeRepeatingByte(0, count: to - from - available)
+            var zeros = to - from - available
+            while zeros > 0 {
+                let count = min(zeros, Self.zeros.readableBytes)
+                result.append(Self.zeros.getSlice(at: 0, length: count)!)
+                zeros -= count
+            }
         }
         return result
     }
+
+    /// Zeros for holes and for the bytes past a short block's end, shared by every read.
+    private static let zeros = ByteBuffer(repeating: 0, count: 1 << 20)
 
     /// The stored block behind `index`, if it has one (written beats committed; holes have none).
     private func storedBlock(_ index: Int) -> BlockRef? {

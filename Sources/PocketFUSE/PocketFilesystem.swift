@@ -173,7 +173,11 @@ public final class PocketFilesystem: Sendable {
         }
         let path = InodeTable.join(parentEntry.path, name)
         let info = try await job(jobName).stat(path)
-        let ino = inodes.withLock { $0.number(job: jobName, path: path, lookup: true) }
+        let ino = inodes.withLock { table in
+            info.kind == .file
+                ? table.fileNumber(job: jobName, path: path, changed: info.changed) { self.openFile($0) != nil }
+                : table.number(job: jobName, path: path, lookup: true)
+        }
         return await attributes(ino, info)
     }
 

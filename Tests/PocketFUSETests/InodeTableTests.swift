@@ -28,6 +28,18 @@ import Testing
         #expect(table.existing(job: "j", path: "e/d/x/f") == file)
     }
 
+    @Test func aFileChangedElsewhereGetsAFreshNumberUnlessOpenHere() {
+        var table = InodeTable()
+        let first = table.fileNumber(job: "j", path: "f", changed: 10) { _ in false }
+        #expect(table.fileNumber(job: "j", path: "f", changed: 10) { _ in false } == first, "unchanged: same inode")
+        #expect(table.fileNumber(job: "j", path: "f", changed: 11) { _ in true } == first, "open here: kept")
+        let fresh = table.fileNumber(job: "j", path: "f", changed: 12) { _ in false }
+        #expect(fresh != first, "changed and not open: the kernel's cached inode is left behind")
+        #expect(table.entry(first)?.path == "f", "the old number still names the file for handles on it")
+        #expect(table.existing(job: "j", path: "f") == fresh)
+        #expect(table.fileNumber(job: "j", path: "f", changed: 12) { _ in false } == fresh)
+    }
+
     @Test func aRenameOverAnEntryDetachesIt() {
         var table = InodeTable()
         let source = table.number(job: "j", path: "a", lookup: true)
