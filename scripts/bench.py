@@ -4,7 +4,8 @@
 P1/P2  1 KiB put/get: `pocket bench` vs `redis-benchmark` SET/GET (50 clients; one client for p50)
 P3     64 MiB put/get vs one `iperf3` stream on loopback and vs Redis 1 MiB SET/GET
 P4     `fio` 1 MiB sequential write/read of 1 GiB on the FUSE mount vs the native client (and tmpfs)
-P5     a map-reduce shuffle through /pocket/<job> vs the same on tmpfs
+P5     a map-reduce shuffle through /pocket/<job> vs the same on tmpfs; again with the page cache
+       dropped between map and reduce (as if reducers ran on other machines)
 sweep  put/get throughput from 1 KiB to 64 MiB (CSV and SVG)
 memory storage server bytes of RSS per stored byte; the FUSE daemon's peak RSS under fio
 
@@ -209,14 +210,18 @@ class Bench:
         job = os.path.join(self.mount, "shuffle")
         os.mkdir(job)
         times = {}
-        for label, root in (("tmpfs", os.path.join(self.work, "shuffle")), ("pocket", job)):
+        tmpfs = os.path.join(self.work, "shuffle")
+        # "cold": the page cache is dropped between map and reduce, as if reducers ran on other
+        # machines; otherwise reducers may read what this machine's mappers wrote from memory.
+        for label, root, cold in (("tmpfs", tmpfs, False), ("pocket", job, False),
+                                  ("tmpfs_cold", tmpfs, True), ("pocket_cold", job, True)):
             runs = []
             for _ in range(self.args.runs):
                 target = os.path.join(root, "run")
                 shutil.rmtree(target, ignore_errors=True)
                 os.makedirs(target)
                 out = sh([sys.executable, os.path.join(HERE, "shuffle.py"), "run", data, target, "--mappers", "4",
-                          "--reducers", "4"])
+                          "--reducers", "4"] + (["--drop-caches"] if cold else []))
                 runs.append(json.loads(out.splitlines()[0])["seconds"])
                 shutil.rmtree(target)
             times[label] = Figure(runs)
@@ -379,6 +384,9 @@ def main():
     add(f"P5 shuffle {args.shuffle_bytes / 2**30:g} GiB, 4×4", shuffle["pocket"].text("s", digits=1),
         shuffle["tmpfs"].text("s", digits=1) + " (tmpfs)", ratio(shuffle["pocket"].median, shuffle["tmpfs"].median),
         "≤ 1.5")
+    add("   page cache dropped after map", shuffle["pocket_cold"].text("s", digits=1),
+        shuffle["tmpfs_cold"].text("s", digits=1) + " (tmpfs)",
+        ratio(shuffle["pocket_cold"].median, shuffle["tmpfs_cold"].median), "(reference)")
     widths = [max(len(str(row[i])) for row in table) for i in range(3)]
     print()
     print(f"{'what'.ljust(widths[0])}  {'Pocket'.ljust(widths[1])}  {'reference'.ljust(widths[2])}  ratio  target")

@@ -44,8 +44,10 @@ extension PocketJob {
     }
 
     /// Makes `blocks` (reserved, kept from the current file, or holes) the content of `key`.
-    public func commit(_ key: String, size: UInt64, blocks: [BlockRef], persist: Bool = false) async throws {
-        _ = try await call(CommitObject(auth: auth, path: key, persist: persist, size: size, blocks: blocks))
+    /// Makes `blocks` the object at `key`; returns its new change time.
+    @discardableResult
+    public func commit(_ key: String, size: UInt64, blocks: [BlockRef], persist: Bool = false) async throws -> Int64 {
+        try await call(CommitObject(auth: auth, path: key, persist: persist, size: size, blocks: blocks)).changed
     }
 
     /// Returns reserved blocks that will not be committed.

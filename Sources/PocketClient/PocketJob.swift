@@ -35,12 +35,13 @@ public final class PocketJob: Sendable {
 
     // MARK: Whole objects
 
-    /// Stores `data` at `key`, replacing any object there. Small objects take one round trip; larger
-    /// ones are striped over the job's storage servers with many blocks in flight.
-    public func put(_ key: String, _ data: ByteBuffer, persist: Bool = false) async throws {
+    /// Stores `data` at `key`, replacing any object there, and returns the object's new change
+    /// time. Small objects take one round trip; larger ones are striped over the job's storage
+    /// servers with many blocks in flight.
+    @discardableResult
+    public func put(_ key: String, _ data: ByteBuffer, persist: Bool = false) async throws -> Int64 {
         if data.readableBytes <= inlineLimit {
-            _ = try await call(PutInline(auth: auth, path: key, persist: persist, data: data))
-            return
+            return try await call(PutInline(auth: auth, path: key, persist: persist, data: data)).changed
         }
         let count = (data.readableBytes + blockSize - 1) / blockSize
         let blocks = try await allocate(count)
@@ -51,15 +52,17 @@ public final class PocketJob: Sendable {
                     at: data.readerIndex + start, length: min(blockSize, data.readableBytes - start))!
             }
             try await transfer.write(Array(zip(blocks, slices)))
-            _ = try await call(
-                CommitObject(auth: auth, path: key, persist: persist, size: UInt64(data.readableBytes), blocks: blocks))
+            return try await call(
+                CommitObject(auth: auth, path: key, persist: persist, size: UInt64(data.readableBytes), blocks: blocks)
+            ).changed
         } catch {
             await abort(blocks)
             throw error
         }
     }
 
-    public func put(_ key: String, _ bytes: some Sequence<UInt8>, persist: Bool = false) async throws {
+    @discardableResult
+    public func put(_ key: String, _ bytes: some Sequence<UInt8>, persist: Bool = false) async throws -> Int64 {
         try await put(key, ByteBuffer(bytes: bytes), persist: persist)
     }
 

@@ -55,17 +55,39 @@ extension PocketFilesystem {
         await last?.discard()
     }
 
-    public func open(_ ino: UInt64, truncate: Bool) async throws {
+    /// Opens a file for a new handle. True when the kernel may keep the pages it has cached of the
+    /// file: its committed content is what this mount last opened or committed (block ids are
+    /// never reused, so equal ids are equal bytes). A change by another mount drops them, which is
+    /// what keeps close-to-open consistency; a file this mount wrote reads back from memory.
+    public func open(_ ino: UInt64, truncate: Bool) async throws -> Bool {
         let (jobName, path) = try jobEntry(ino)
         let job = try await job(jobName)
         let file = try await acquire(ino, job: job, path: path) { try await job.layout(path) }
-        guard truncate else { return }
+        guard truncate else { return await pagesStillRight(ino, file) }
         do {
             try await file.truncate(to: 0)
-            try await file.flush()
+            await noteCommitted(ino, file, changed: try await file.flush())
         } catch {
             await releaseHandle(ino)
             throw error
+        }
+        return false
+    }
+
+    /// What this mount committed: the kernel's pages hold it, and the change time it gave the file
+    /// is this mount's own (the next lookup keeps the inode number and its pages).
+    func noteCommitted(_ ino: UInt64, _ file: OpenFile, changed: Int64?) async {
+        let content = await file.committedContent
+        pageCache.withLock { $0[ino] = content }
+        if let changed { inodes.withLock { $0.noteChange(ino, changed: changed) } }
+    }
+
+    /// Whether the kernel's pages of `ino` match what `file` has committed; records it either way.
+    private func pagesStillRight(_ ino: UInt64, _ file: OpenFile) async -> Bool {
+        let content = await file.committedContent
+        return pageCache.withLock { cached in
+            defer { cached[ino] = content }
+            return cached[ino] == content
         }
     }
 
@@ -78,11 +100,12 @@ extension PocketFilesystem {
         let ino = inodes.withLock { table in
             table.fileNumber(job: jobName, path: path, changed: info.changed) { self.openFile($0) != nil }
         }
-        _ = try await acquire(ino, job: job, path: path) {
+        let file = try await acquire(ino, job: job, path: path) {
             info.size == 0
                 ? ObjectLocation(size: 0, blockSize: UInt32(job.blockSize), inline: ByteBuffer(), blocks: [])
                 : try await job.layout(path)
         }
+        _ = await pagesStillRight(ino, file)
         return await attributes(ino, info)
     }
 
@@ -101,7 +124,8 @@ extension PocketFilesystem {
 
     /// close(2) and fsync(2): everything written so far is committed, or the error is returned.
     public func flush(_ ino: UInt64) async throws {
-        try await openFile(ino)?.flush()
+        guard let file = openFile(ino) else { return }
+        await noteCommitted(ino, file, changed: try await file.flush())
     }
 
     public func release(_ ino: UInt64) async {

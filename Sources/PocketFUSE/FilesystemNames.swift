@@ -24,7 +24,7 @@ extension PocketFilesystem {
         let job = try await job(jobName)
         try await job.makeDirectory(path)
         var info = try await job.stat(path)
-        if mode & 0o7777 != info.mode { info = try await job.setAttributes(path, mode: mode & 0o7777) }
+        if mode & Self.modeBits != info.mode { info = try await job.setAttributes(path, mode: mode & Self.modeBits) }
         let ino = inodes.withLock { $0.number(job: jobName, path: path, lookup: true) }
         return await attributes(ino, info)
     }

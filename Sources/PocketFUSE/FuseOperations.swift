@@ -40,7 +40,7 @@ enum FuseOperations {
         ops.setattr = { req, ino, attr, toSet, _ in
             let request = FuseRequest(raw: req!)
             let attr = attr!.pointee
-            let mode: UInt32? = toSet & (1 << 0) != 0 ? UInt32(attr.st_mode & 0o7777) : nil
+            let mode: UInt32? = toSet & (1 << 0) != 0 ? UInt32(attr.st_mode) & PocketFilesystem.modeBits : nil
             let size: UInt64? = toSet & (1 << 3) != 0 ? UInt64(attr.st_size) : nil
             let modified: Int64? =
                 toSet & (1 << 8) != 0
@@ -91,8 +91,9 @@ enum FuseOperations {
             info.raw.fh = ino
             let truncate = info.raw.flags & O_TRUNC != 0 && info.raw.flags & O_ACCMODE != O_RDONLY
             request.run { [info] fs in
-                try await fs.open(ino, truncate: truncate)
-                request.open(info.raw)
+                var reply = info
+                reply.raw.keep_cache = try await fs.open(ino, truncate: truncate) ? 1 : 0
+                request.open(reply.raw)
             }
         }
         ops.create = { req, parent, name, mode, info in
@@ -101,7 +102,7 @@ enum FuseOperations {
             let exclusive = info.raw.flags & O_EXCL != 0
             request.run { fs in
                 let attributes = try await fs.create(
-                    parent: parent, name: name, mode: UInt32(mode & 0o7777), exclusive: exclusive)
+                    parent: parent, name: name, mode: UInt32(mode) & PocketFilesystem.modeBits, exclusive: exclusive)
                 var reply = info
                 reply.raw.fh = attributes.ino
                 request.create(attributes, fs.settings, reply.raw)

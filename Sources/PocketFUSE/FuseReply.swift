@@ -119,7 +119,7 @@ struct FuseRequest: @unchecked Sendable {
     static func stat(_ attributes: PocketFilesystem.Attributes) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = ino_t(attributes.ino)
-        st.st_mode = typeBits(attributes.kind) | mode_t(attributes.mode & 0o7777)
+        st.st_mode = typeBits(attributes.kind) | mode_t(attributes.mode & PocketFilesystem.modeBits)
         st.st_nlink = attributes.kind == .directory ? 2 : 1
         st.st_size = off_t(attributes.size)
         st.st_blocks = blkcnt_t((attributes.size + 511) / 512)

@@ -65,6 +65,12 @@ public struct InodeTable: Sendable {
         return ino
     }
 
+    /// This mount changed the file (its commit was answered with `changed`): not a change for the
+    /// next lookup to act on.
+    public mutating func noteChange(_ ino: UInt64, changed: Int64) {
+        entries[ino]?.changed = changed
+    }
+
     /// The kernel dropped `count` references; the number goes when none are left.
     public mutating func forget(_ ino: UInt64, count: UInt64) {
         guard ino != Self.root, var entry = entries[ino] else { return }

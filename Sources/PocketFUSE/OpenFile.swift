@@ -50,6 +50,8 @@ actor OpenFile {
     private var cacheOrder: [BlockID] = []
     private var fetching: Set<BlockID> = []
     private var lastReadEnd: UInt64 = 0
+    /// What the file held when this mount last opened it or committed it.
+    private(set) var committedContent: CommittedContent
 
     init(
         job: PocketJob, path: String, location: ObjectLocation, settings: Settings, budget: DirtyBudget,
@@ -63,6 +65,7 @@ actor OpenFile {
         size = location.size
         committed = location.blocks
         inline = location.inline
+        committedContent = CommittedContent(location)
     }
 
     private var blockSize: UInt64 { UInt64(settings.blockSize) }
@@ -137,27 +140,31 @@ actor OpenFile {
     }
 
     /// Uploads what is left and commits the layout. Reports (once) any error of earlier uploads.
-    /// Writes that arrive while it waits stay pending for the next flush.
-    func flush() async throws {
+    /// Writes that arrive while it waits stay pending for the next flush. Returns the change time
+    /// the commit gave the file (nil when there was nothing to commit).
+    @discardableResult
+    func flush() async throws -> Int64? {
         try reportFailure()
-        guard changed else { return }
+        guard changed else { return nil }
         if unlinked {
             discard()
-            return
+            return nil
         }
+        let changedAt: Int64
         let snapshot = version
         if size <= UInt64(settings.inlineLimit) {
             var content = ByteBufferAllocator().buffer(capacity: Int(size))
             for piece in try await read(at: 0, length: Int(size), prefetch: false) { content.writeImmutableBuffer(piece) }
             guard version == snapshot else { return try await flush() }
-            try await job.put(path, content)
-            guard version == snapshot else { return try await flush() }
+            changedAt = try await job.put(path, content)
+            guard version == snapshot else { return try await flush() ?? changedAt }
             release(Array(written.values))
             written = [:]
             dirty = [:]
             account()
             committed = []
             inline = content
+            committedContent = CommittedContent(size: size, blocks: [], inline: content)
         } else {
             if let inline, size > 0, dirty[0] == nil, written[0] == nil {
                 var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
@@ -176,15 +183,17 @@ actor OpenFile {
             }
             let layoutSize = size
             let layoutVersion = version
-            try await job.commit(path, size: layoutSize, blocks: layout)
+            changedAt = try await job.commit(path, size: layoutSize, blocks: layout)
             committed = layout
+            committedContent = CommittedContent(size: layoutSize, blocks: layout.map(\.id), inline: nil)
             for (index, ref) in written where index < layout.count && layout[index] == ref {
                 written.removeValue(forKey: index)
             }
             inline = nil
-            guard version == layoutVersion else { return }
+            guard version == layoutVersion else { return changedAt }
         }
         changed = false
+        return changedAt
     }
 
     /// Gives back everything held for uncommitted writes (last close, or an unlinked file).
@@ -448,6 +457,24 @@ actor OpenFile {
 
     /// The file's attributes as this mount knows them (uncommitted size included).
     var currentSize: UInt64 { size }
+}
+
+/// A file's committed content, named by its block ids (never reused) or its inline bytes: when it is
+/// unchanged at the next open, the kernel's cached pages of the file are still right.
+struct CommittedContent: Equatable, Sendable {
+    var size: UInt64
+    var blocks: [BlockID]
+    var inline: ByteBuffer?
+
+    init(size: UInt64, blocks: [BlockID], inline: ByteBuffer?) {
+        self.size = size
+        self.blocks = blocks
+        self.inline = inline
+    }
+
+    init(_ location: ObjectLocation) {
+        self.init(size: location.size, blocks: location.blocks.map(\.id), inline: location.inline)
+    }
 }
 
 extension PocketError {

@@ -46,6 +46,8 @@ public final class PocketFilesystem: Sendable {
     /// Open files by inode, with how many handles (opens not yet released) share each.
     let files = Mutex<[UInt64: (file: OpenFile, handles: Int)]>([:])
     let directories = Mutex<[UInt64: [DirectoryEntry]]>([:])
+    /// Per inode, the committed content the kernel's cached pages hold (see `open`).
+    let pageCache = Mutex<[UInt64: CommittedContent]>([:])
     private let nextHandle = Atomic<UInt64>(1)
     private let work: AsyncStream<@Sendable () async -> Void>
     private let workQueue: AsyncStream<@Sendable () async -> Void>.Continuation
@@ -127,6 +129,10 @@ public final class PocketFilesystem: Sendable {
         jobs.withLock { $0[job.name] = job }
     }
 
+    /// Mode bits a file keeps through the mount: no set-user-ID or set-group-ID (the mount is
+    /// `nosuid`, and the kernel is told there is never a privilege to drop on write).
+    static let modeBits: UInt32 = 0o1777
+
     static func validName(_ name: String) throws {
         guard !name.isEmpty, name != ".", name != "..", name.utf8.count <= 255 else { throw FuseError(EINVAL) }
     }
@@ -182,7 +188,12 @@ public final class PocketFilesystem: Sendable {
     }
 
     public func forget(_ ino: UInt64, count: UInt64) {
-        inodes.withLock { $0.forget(ino, count: count) }
+        let gone = inodes.withLock { table in
+            table.forget(ino, count: count)
+            return table.entry(ino) == nil
+        }
+        // The kernel dropped the inode, and its pages with it.
+        if gone { pageCache.withLock { _ = $0.removeValue(forKey: ino) } }
     }
 
     public func readlink(_ ino: UInt64) async throws -> String {
@@ -204,7 +215,7 @@ public final class PocketFilesystem: Sendable {
             let file = try await acquire(ino, job: job, path: path) { try await job.layout(path) }
             let result = await capture {
                 try await file.truncate(to: size)
-                try await file.flush()
+                await noteCommitted(ino, file, changed: try await file.flush())
             }
             await releaseHandle(ino)
             try result.get()

@@ -65,7 +65,7 @@ public final class MetadataService: RequestHandler {
         let now = Self.now()
         switch request.header.opcode {
         case .putInline:
-            return releasing(request, PutInline.self) { state, request in
+            return releasing(request, PutInline.self, answer: Committed(changed: now)) { state, request in
                 // Copy the bytes out of the connection's receive buffer before keeping them.
                 var data = ByteBuffer()
                 data.writeImmutableBuffer(request.data)
@@ -96,9 +96,11 @@ public final class MetadataService: RequestHandler {
                 return signer.sign(job: request.auth.job, rights: request.rights, blocks: blocks)
             }
         case .commitObject:
-            return releasing(request, CommitObject.self) { state, request in try state.commit(request, now: now) }
+            return releasing(request, CommitObject.self, answer: Committed(changed: now)) { state, request in
+                try state.commit(request, now: now)
+            }
         case .abortBlocks:
-            return releasing(request, AbortBlocks.self) { state, request in try state.abort(request) }
+            return releasing(request, AbortBlocks.self, answer: Empty()) { state, request in try state.abort(request) }
         case .stat:
             return request.serve(Stat.self) { request in
                 try state.withLock { try $0.authorize(request.auth).namespace.resolve(request.path).info }
@@ -111,9 +113,9 @@ public final class MetadataService: RequestHandler {
                     })
             }
         case .delete:
-            return releasing(request, Delete.self) { state, request in try state.delete(request, now: now) }
+            return releasing(request, Delete.self, answer: Empty()) { state, request in try state.delete(request, now: now) }
         case .rename:
-            return releasing(request, Rename.self) { state, request in try state.rename(request, now: now) }
+            return releasing(request, Rename.self, answer: Empty()) { state, request in try state.rename(request, now: now) }
         case .makeDirectory:
             return request.serve(MakeDirectory.self) { request in
                 try state.withLock { try $0.makeDirectory(request, now: now) }
@@ -186,16 +188,16 @@ public final class MetadataService: RequestHandler {
 
     /// Applies a change that may release blocks; replies once they are freed.
     private func releasing<R: JobRequest>(
-        _ frame: Frame, _: R.Type, _ change: (inout MetadataState, R) throws -> [BlockRef]
-    ) -> Reply where R.Response == Empty {
+        _ frame: Frame, _: R.Type, answer: R.Response, _ change: (inout MetadataState, R) throws -> [BlockRef]
+    ) -> Reply {
         do {
             let request = try frame.decode(R.self)
             let jobID = request.auth.job
             let released = try state.withLock { try change(&$0, request) }
-            if released.isEmpty { return .ok }
+            if released.isEmpty { return .message(answer) }
             return .later {
                 _ = await self.free(released, of: jobID)
-                return .ok
+                return .message(answer)
             }
         } catch {
             return .error(PocketError(wrapping: error))

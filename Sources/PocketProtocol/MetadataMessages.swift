@@ -146,9 +146,27 @@ public struct SetWeightMap: WireRequest, Hashable {
     }
 }
 
+/// The answer to a write that makes an object visible: the change time the object now has. A
+/// mount keeps it, to tell its own changes from other clients' at the next lookup.
+public struct Committed: WireMessage, Hashable {
+    public var changed: Int64
+
+    public init(changed: Int64) {
+        self.changed = changed
+    }
+
+    public init(from buffer: inout ByteBuffer) throws {
+        changed = try buffer.readWire(Int64.self)
+    }
+
+    public func encode(into writer: inout WireWriter) {
+        writer.buffer.writeInteger(changed)
+    }
+}
+
 /// Stores a small object whole on the metadata server: one round trip.
 public struct PutInline: JobRequest, Hashable {
-    public typealias Response = Empty
+    public typealias Response = Committed
     public static let opcode = Opcode.putInline
 
     public var auth: JobAuth
@@ -325,7 +343,7 @@ public struct AuthorizeBlocks: JobRequest, Hashable {
 /// the blocks it did not change), or a hole (`BlockRef.hole`, read as zeros). Blocks of the old file
 /// that the new one does not keep are freed.
 public struct CommitObject: JobRequest, Hashable {
-    public typealias Response = Empty
+    public typealias Response = Committed
     public static let opcode = Opcode.commitObject
 
     public var auth: JobAuth

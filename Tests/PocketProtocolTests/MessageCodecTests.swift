@@ -86,6 +86,7 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("ObjectLocation blocks", nil, ObjectLocation(size: 70_000, blockSize: 65536, inline: nil, blocks: blocks)),
         ("AllocateBlocks", AllocateBlocks.opcode, AllocateBlocks(auth: auth, count: 16)),
         ("BlockList", nil, BlockList(blocks: blocks)),
+        ("Committed", nil, Committed(changed: 1_764_000_000_123_456_789)),
         ("CommitObject", CommitObject.opcode,
          CommitObject(auth: auth, path: "p", persist: false, size: 70_000, blocks: blocks)),
         ("AbortBlocks", AbortBlocks.opcode, AbortBlocks(auth: auth, blocks: blocks)),
