@@ -23,6 +23,10 @@ public final class FuseMount: Service, @unchecked Sendable {
         public var allowOther = geteuid() == 0
         /// Kernel read-ahead for the mount, in KiB.
         public var readAheadKiB = 8192
+        /// Dirty page-cache bytes the kernel may hold for the mount before writers wait: FUSE's
+        /// default is about 1% of the dirty limit (~44 MB here), which stalled tools writing
+        /// through the writeback cache; this matches the daemon's own bound on unsent data.
+        public var maxDirtyBytes = 256 << 20
         public init() {}
     }
 
@@ -63,7 +67,7 @@ public final class FuseMount: Service, @unchecked Sendable {
             userdata.release()
             throw MountError("the kernel's FUSE handshake failed: \(String(cString: strerror(-initialized)))")
         }
-        raiseReadAhead(path, kib: options.readAheadKiB, logger: logger)
+        tuneBackingDevice(path, options: options, logger: logger)
         return FuseMount(
             mountpoint: path, filesystem: filesystem, session: session, userdata: userdata, threads: options.threads,
             logger: logger)
@@ -118,18 +122,22 @@ public final class FuseMount: Service, @unchecked Sendable {
         }
     }
 
-    /// Kernel read-ahead is per backing device; FUSE's default (128 KiB) starves large reads. The
-    /// device comes from /proc/self/mountinfo: a stat of the mountpoint would wait for the loop.
-    private static func raiseReadAhead(_ path: String, kib: Int, logger: Logger) {
+    /// Read-ahead and the dirty-page limit are per backing device; FUSE's defaults (128 KiB, ~1% of
+    /// the dirty limit) starve large reads and stall writers. The device comes from
+    /// /proc/self/mountinfo: a stat of the mountpoint would wait for the loop. Needs root; without
+    /// it the defaults stay.
+    private static func tuneBackingDevice(_ path: String, options: Options, logger: Logger) {
         guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
         let device = table.split(separator: "\n").lazy.map { $0.split(separator: " ") }
             .last { $0.count > 4 && StaleMounts.unescape($0[4]) == path }?[2]
         guard let device else { return }
-        let file = "/sys/class/bdi/\(device)/read_ahead_kb"
-        do {
-            try "\(kib)\n".write(toFile: file, atomically: false, encoding: .utf8)
-        } catch {
-            logger.debug("could not raise read-ahead via \(file): \(error)")
+        for (name, value) in [("read_ahead_kb", options.readAheadKiB), ("max_bytes", options.maxDirtyBytes)] {
+            let file = "/sys/class/bdi/\(device)/\(name)"
+            do {
+                try "\(value)\n".write(toFile: file, atomically: false, encoding: .utf8)
+            } catch {
+                logger.debug("could not set \(file): \(error)")
+            }
         }
     }
 }

@@ -12,6 +12,10 @@ enum FuseOperations {
             guard let conn else { return }
             conn.pointee.max_write = 1 << 20
             conn.pointee.max_readahead = 1 << 20
+            // Read-ahead and write-back requests are "background" ones: the kernel's default of 12
+            // in flight left reads waiting (fio 1 MiB reads went from ~830 to ~1,050 MiB/s).
+            conn.pointee.max_background = 64
+            conn.pointee.congestion_threshold = 48
             // The writeback cache turns tools' small writes into page-cache copies and 1 MiB
             // requests; changes by other mounts reach this one as fresh inode numbers (lookup).
             conn.pointee.want |= CFuse_cap_async_read() | CFuse_cap_parallel_dirops() | CFuse_cap_writeback_cache()
