@@ -188,7 +188,10 @@ enum FuseOperations {
         }
         ops.getxattr = { req, ino, name, size in
             let (request, name) = (FuseRequest(raw: req!), String(cString: name!))
-            guard request.filesystem.hasAttributes(ino) else { return request.error(FuseError(ENODATA)) }
+            guard request.filesystem.hasAttributes(ino) else {
+                request.filesystem.logger.trace("getxattr \(name) of inode \(ino): none")
+                return request.error(FuseError(ENODATA))
+            }
             request.run { fs in request.sized(Array(try await fs.getxattr(ino, name: name).utf8), limit: size) }
         }
         ops.listxattr = { req, ino, size in

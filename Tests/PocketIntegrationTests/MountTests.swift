@@ -293,6 +293,20 @@ import Testing
         }
     }
 
+    @Test func smallWritesDoNotWaitForAPrivilegeCheckEach() async throws {
+        try await withMountedCluster(logLevel: "trace") { mounted in
+            let root = mounted.mounts[0]
+            let result = try await shell(
+                "mkdir \(root)/small && dd if=/dev/zero of=\(root)/small/f bs=4k count=2000 2>/dev/null && echo ok",
+                environment: mounted.environment)
+            #expect(result.output == "ok\n", "\(result.errors)")
+            // Unless the kernel was told there are never privileges to drop (FUSE_HANDLE_KILLPRIV_V2,
+            // added to libfuse's INIT reply), it asks for security.capability before every write.
+            let asked = mounted.cluster.mounts[0].log.components(separatedBy: "getxattr security.capability").count - 1
+            #expect(asked < 20, "the kernel asked for security.capability \(asked) times for 2,000 writes")
+        }
+    }
+
     @Test func aDeadStorageServerIsAnIOErrorWithinSeconds() async throws {
         try await withMountedCluster(mounts: 2) { mounted in
             let root = mounted.mounts[0]

@@ -22,12 +22,13 @@ struct Mounted {
 }
 
 func withMountedCluster<T>(
-    mounts: Int = 1, storageServers: Int = 2, capacity: UInt64 = 1 << 30,
+    mounts: Int = 1, storageServers: Int = 2, capacity: UInt64 = 1 << 30, logLevel: String = "info",
     _ body: (Mounted) async throws -> T
 ) async throws -> T {
     let directory = try temporaryDirectory("mount")
     let home = directory.appendingPathComponent("home")
     var options = LocalCluster.Options(executable: try pocketExecutable(), workDirectory: directory)
+    options.logLevel = logLevel
     options.storageServers = storageServers
     options.storageCapacity = capacity
     options.environment = ["POCKET_HOME": home.path]
