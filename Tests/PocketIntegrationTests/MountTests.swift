@@ -307,6 +307,27 @@ import Testing
         }
     }
 
+    @Test func aFileReadWhereItWasWrittenComesFromThePageCache() async throws {
+        try await withMountedCluster { mounted in
+            let root = mounted.mounts[0]
+            var result = try await shell(
+                "mkdir \(root)/warm && head -c 4000000 /dev/urandom > /tmp/pocket-warm-$$ "
+                    + "&& cp /tmp/pocket-warm-$$ \(root)/warm/data && echo /tmp/pocket-warm-$$",
+                environment: mounted.environment)
+            let copy = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            defer { try? FileManager.default.removeItem(atPath: copy) }
+            #expect(result.status == 0, "\(result.errors)")
+            // With no storage server left, the bytes can only come from the kernel's cached pages,
+            // kept because the file's committed blocks are the ones this mount wrote.
+            for server in mounted.cluster.storageServers {
+                server.signal(SIGKILL)
+                await server.waitUntilExit()
+            }
+            result = try await shell("cmp \(copy) \(root)/warm/data && echo same", environment: mounted.environment)
+            #expect(result.output == "same\n", "\(result.errors)")
+        }
+    }
+
     @Test func aDeadStorageServerIsAnIOErrorWithinSeconds() async throws {
         try await withMountedCluster(mounts: 2) { mounted in
             let root = mounted.mounts[0]
