@@ -10,7 +10,8 @@ public struct InodeTable: Sendable {
         /// Path inside the job, "" for the job's root, components joined by "/".
         public var path: String
         public var lookups: UInt64
-        /// The file's change time when the kernel last looked it up by name (files only).
+        /// The file's change time as this mount last saw it at a lookup by name or made it with a
+        /// commit (files only).
         public var changed: Int64?
 
         public var name: String { path.split(separator: "/").last.map(String.init) ?? job ?? "" }
@@ -57,7 +58,10 @@ public struct InodeTable: Sendable {
     /// cache, a cached inode keeps its size and pages whatever the server says; a fresh number is
     /// how a change made by another mount reaches this one (after the entry timeout, as before).
     public mutating func fileNumber(job: String, path: String, changed: Int64, isOpen: (UInt64) -> Bool) -> UInt64 {
-        if let ino = existing(job: job, path: path), let known = entries[ino]?.changed, known != changed, !isOpen(ino) {
+        if let ino = existing(job: job, path: path), let known = entries[ino]?.changed, known != changed {
+            // Open here: the number stays for now, and so does the change time it knew, so that the
+            // first lookup after the last close still sees the change.
+            if isOpen(ino) { return number(job: job, path: path, lookup: true) }
             detach(job: job, path: path)
         }
         let ino = number(job: job, path: path, lookup: true)
