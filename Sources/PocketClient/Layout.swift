@@ -43,8 +43,8 @@ extension PocketJob {
         try await transfer.write(blocks)
     }
 
-    /// Makes `blocks` (reserved, kept from the current file, or holes) the content of `key`.
-    /// Makes `blocks` the object at `key`; returns its new change time.
+    /// Makes `blocks` (reserved, kept from the current file, or holes) the content of `key`, and
+    /// returns the object's new change time.
     @discardableResult
     public func commit(_ key: String, size: UInt64, blocks: [BlockRef], persist: Bool = false) async throws -> Int64 {
         try await call(CommitObject(auth: auth, path: key, persist: persist, size: size, blocks: blocks)).changed

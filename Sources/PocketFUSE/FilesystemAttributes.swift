@@ -10,8 +10,13 @@ extension PocketFilesystem {
 
     /// Whether `ino` can have attributes (only job directories do). Answered without a task: with
     /// the writeback cache the kernel asks for `security.capability` before every write.
+    /// An unknown inode answers true, so that the full path reports it (ENOENT).
     public func hasAttributes(_ ino: UInt64) -> Bool {
-        (try? jobDirectory(ino)) != .some(nil)
+        do {
+            return try jobDirectory(ino) != nil
+        } catch {
+            return true
+        }
     }
 
     private func jobDirectory(_ ino: UInt64) throws -> String? {

@@ -105,7 +105,7 @@ extension PocketFilesystem {
                 ? ObjectLocation(size: 0, blockSize: UInt32(job.blockSize), inline: ByteBuffer(), blocks: [])
                 : try await job.layout(path)
         }
-        _ = await pagesStillRight(ino, file)
+        await noteCommitted(ino, file, changed: nil)
         return await attributes(ino, info)
     }
 

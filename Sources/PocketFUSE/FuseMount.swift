@@ -23,10 +23,6 @@ public final class FuseMount: Service, @unchecked Sendable {
         public var allowOther = geteuid() == 0
         /// Kernel read-ahead for the mount, in KiB.
         public var readAheadKiB = 8192
-        /// Dirty page-cache bytes the kernel may hold for the mount before writers wait: FUSE's
-        /// default is about 1% of the dirty limit (~44 MB here), which stalled tools writing
-        /// through the writeback cache; this matches the daemon's own bound on unsent data.
-        public var maxDirtyBytes = 256 << 20
         public init() {}
     }
 
@@ -67,7 +63,11 @@ public final class FuseMount: Service, @unchecked Sendable {
             userdata.release()
             throw MountError("the kernel's FUSE handshake failed: \(String(cString: strerror(-initialized)))")
         }
-        tuneBackingDevice(path, options: options, logger: logger)
+        // The kernel may hold as many dirty bytes for the mount as the daemon holds unsent: FUSE's
+        // default (about 1% of the dirty limit, ~44 MB here) stalled tools writing through the
+        // writeback cache.
+        tuneBackingDevice(
+            path, readAheadKiB: options.readAheadKiB, dirtyBytes: filesystem.settings.maxDirtyBytes, logger: logger)
         return FuseMount(
             mountpoint: path, filesystem: filesystem, session: session, userdata: userdata, threads: options.threads,
             logger: logger)
@@ -126,12 +126,12 @@ public final class FuseMount: Service, @unchecked Sendable {
     /// the dirty limit) starve large reads and stall writers. The device comes from
     /// /proc/self/mountinfo: a stat of the mountpoint would wait for the loop. Needs root; without
     /// it the defaults stay.
-    private static func tuneBackingDevice(_ path: String, options: Options, logger: Logger) {
+    private static func tuneBackingDevice(_ path: String, readAheadKiB: Int, dirtyBytes: Int, logger: Logger) {
         guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return }
         let device = table.split(separator: "\n").lazy.map { $0.split(separator: " ") }
             .last { $0.count > 4 && StaleMounts.unescape($0[4]) == path }?[2]
         guard let device else { return }
-        for (name, value) in [("read_ahead_kb", options.readAheadKiB), ("max_bytes", options.maxDirtyBytes)] {
+        for (name, value) in [("read_ahead_kb", readAheadKiB), ("max_bytes", dirtyBytes)] {
             let file = "/sys/class/bdi/\(device)/\(name)"
             do {
                 try "\(value)\n".write(toFile: file, atomically: false, encoding: .utf8)
