@@ -18,6 +18,9 @@ public enum Bench {
         public var duration: Duration?
         /// Operations started per second at most: operation i starts no earlier than i / rate.
         public var rate: Double?
+        /// Distinct keys the operations cycle over, so puts replace objects (as `redis-benchmark`'s
+        /// SET replaces one key); by default every operation up to 1000 has a key of its own.
+        public var keys: Int?
 
         public init() {}
     }
@@ -66,7 +69,7 @@ public enum Bench {
     }
 
     public static func run(_ options: Options, job: PocketJob) async throws -> Result {
-        let objects = options.operation == .get ? preparedObjects(options) : min(options.count, 1000)
+        let objects = options.keys ?? (options.operation == .get ? preparedObjects(options) : min(options.count, 1000))
         let payloads = (0..<min(objects, 64)).map { contents(index: $0, size: options.size) }
         if options.operation == .get {
             for index in 0..<objects {

@@ -70,8 +70,8 @@ public final class ObjectWriter {
         while data.readableBytes > 0 {
             let room = job.blockSize - current.readableBytes
             if current.readableBytes == 0, data.readableBytes >= job.blockSize {
-                // A whole block: pass a slice of the caller's buffer, no copy.
-                try await emit(data.readSlice(length: job.blockSize)!)
+                // A whole block: pass a view of the caller's buffer, no copy.
+                try await emit(data.readView(length: job.blockSize)!)
                 continue
             }
             var piece = data.readSlice(length: min(room, data.readableBytes))!

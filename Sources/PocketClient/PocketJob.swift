@@ -48,7 +48,7 @@ public final class PocketJob: Sendable {
         do {
             let slices = (0..<count).map { index in
                 let start = index * blockSize
-                return data.getSlice(
+                return data.view(
                     at: data.readerIndex + start, length: min(blockSize, data.readableBytes - start))!
             }
             try await transfer.write(Array(zip(blocks, slices)))

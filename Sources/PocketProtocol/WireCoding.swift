@@ -26,6 +26,26 @@ public enum WireLimits {
 }
 
 extension ByteBuffer {
+    /// The `length` bytes at `index`, sharing this buffer's memory however far into it they lie.
+    /// `getSlice` and `readSlice` copy bytes that start 16 MiB or more into a buffer's memory (a
+    /// slice keeps its start in 24 bits): three quarters of a 64 MiB put, a tenth of its client's time.
+    public func view(at index: Int, length: Int) -> ByteBuffer? {
+        guard index >= readerIndex, length >= 0, index <= writerIndex - length else { return nil }
+        var view = self
+        view.moveWriterIndex(to: index + length)
+        view.moveReaderIndex(to: index)
+        return view
+    }
+
+    /// Like `readSlice`, as a `view` of this buffer's memory.
+    public mutating func readView(length: Int) -> ByteBuffer? {
+        guard let view = view(at: readerIndex, length: length) else { return nil }
+        moveReaderIndex(forwardBy: length)
+        return view
+    }
+}
+
+extension ByteBuffer {
     @inlinable
     public mutating func readWire<T: FixedWidthInteger>(_: T.Type = T.self) throws -> T {
         guard let value = readInteger(as: T.self) else {

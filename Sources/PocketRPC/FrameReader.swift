@@ -1,40 +1,59 @@
-import NIOCore
+@_spi(CustomByteBufferAllocator) import NIOCore
 import PocketProtocol
 
 /// Cuts a connection's byte stream into frames. A frame that arrives inside one read is a slice
-/// of it (no copy). One spread over several reads is kept as those reads and copied once, when
-/// whole, into a buffer of its exact size: a general cumulation buffer (NIO's
-/// `ByteToMessageHandler`) grows by doubling and compacts after each frame, and profiles of 64 MiB
-/// gets showed those two extra copies of every block at about an eighth of the receiver's time.
-/// Held bytes never exceed what the peer sent (sparse reads are compacted), and a bad header is
-/// refused as soon as its 16 bytes are in, before the frame's body.
+/// of it (no copy). On plain TCP, a large frame whose head has arrived is read straight into memory
+/// of its exact size (see `ReceiveTarget`): only the head is copied there. Otherwise a frame spread
+/// over several reads is kept as those reads and copied once, when whole, into a buffer of its
+/// exact size: a general cumulation buffer (NIO's `ByteToMessageHandler`) grows by doubling and
+/// compacts after each frame, two extra copies of every block. Held bytes never exceed what the
+/// peer sent (sparse reads are compacted; a large frame's memory is reserved but only touched as
+/// it arrives), and a bad header is refused as soon as its 16 bytes are in, before the frame's body.
 final class FrameReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = FrameEvent
 
     private var decoder: FrameDecoder
+    private let target: ReceiveTarget?
     /// Reads holding the start of a frame not yet whole, oldest first.
     private var parts: [ByteBuffer] = []
     private var partBytes = 0
     /// Whether the pending frame's header has been checked, and its size once known.
     private var headerChecked = false
     private var pendingSize: Int?
+    /// The large frame being read into its own memory, and how many of its bytes are in.
+    private var direct: (memory: UnsafeMutableRawBufferPointer, filled: Int)?
     private var poisoned = false
 
     /// Reads of up to 1 MiB when data keeps coming (blocks travel 16 to a frame), down to 1 KiB
-    /// on quiet connections: fewer reads, fewer parts per frame.
+    /// on quiet connections: fewer reads, fewer parts per frame. For connections without a
+    /// `ReceiveTarget` (TLS, whose records NIOSSL decrypts into buffers of its own).
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 64 << 10, maximum: 1 << 20)
 
-    init(maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize) {
+    /// With a `target`, large frames are read into their own memory; it must be the target
+    /// installed on this reader's channel.
+    init(maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize, target: ReceiveTarget? = nil) {
         decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        self.target = target
+    }
+
+    deinit {
+        direct.map { $0.memory.deallocate() }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !poisoned else { return }
         var buffer = unwrapInboundIn(data)
+        if direct != nil {
+            filled(by: buffer, context)
+            return
+        }
         if !parts.isEmpty {
             keep(buffer)
-            guard let whole = assembleFrame(context) else { return }
+            guard let whole = assembleFrame(context) else {
+                readRestDirectly()
+                return
+            }
             deliver(whole, context)
             guard !poisoned, let rest = parts.popLast() else { return }
             partBytes = 0
@@ -45,21 +64,68 @@ final class FrameReader: ChannelInboundHandler {
             keep(buffer)
             checkHeader(context)
         }
+        readRestDirectly()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        forget()
+        context.fireChannelInactive()
+    }
+
+    /// Drops whatever is held of a frame not yet whole.
+    private func forget() {
         parts.removeAll()
         partBytes = 0
         pendingSize = nil
-        context.fireChannelInactive()
+        headerChecked = false
+        if let direct { direct.memory.deallocate() }
+        direct = nil
+        target?.window = nil
+    }
+
+    /// Once a large frame's header is checked, moves what has arrived of it into memory of its
+    /// size and has the next reads land there.
+    private func readRestDirectly() {
+        guard let target, !poisoned, let size = pendingSize, size >= ReceiveTarget.directThreshold,
+            partBytes < size
+        else { return }
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        var filled = 0
+        for part in parts {
+            part.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: memory[filled...]).copyMemory(from: bytes)
+            }
+            filled += part.readableBytes
+        }
+        parts.removeAll()
+        partBytes = 0
+        direct = (memory, filled)
+        target.window = UnsafeMutableRawBufferPointer(rebasing: memory[filled...])
+    }
+
+    /// A read that went into the large frame's memory.
+    private func filled(by read: ByteBuffer, _ context: ChannelHandlerContext) {
+        guard let target, let memory = direct?.memory, var filled = direct?.filled else { return }
+        let landed = read.withUnsafeReadableBytes { $0.baseAddress == UnsafeRawPointer(memory.baseAddress! + filled) }
+        precondition(landed, "a read meant for a frame's memory went elsewhere")
+        filled += read.readableBytes
+        guard filled == memory.count else {
+            direct = (memory, filled)
+            target.window = UnsafeMutableRawBufferPointer(rebasing: memory[filled...])
+            return
+        }
+        direct = nil
+        target.window = nil
+        headerChecked = false
+        pendingSize = nil
+        var frame = ByteBuffer(takingOwnershipOf: memory, allocator: ReceiveTarget.owning)
+        if let event = decoder.decode(buffer: &frame) { deliver(event, context) }
     }
 
     private func deliver(_ event: FrameEvent, _ context: ChannelHandlerContext) {
         if case .invalid = event {
             poisoned = true
-            parts.removeAll()
-            partBytes = 0
-            pendingSize = nil
+            forget()
         }
         context.fireChannelRead(wrapInboundOut(event))
     }
@@ -104,9 +170,12 @@ final class FrameReader: ChannelInboundHandler {
         guard !headerChecked, partBytes >= FrameHeader.size else { return }
         headerChecked = true
         var head = peek(FrameHeader.size)
+        let length = head.getInteger(at: head.readerIndex, as: UInt32.self)!
         if case .invalid(let requestID, let opcode, let error) = decoder.decode(buffer: &head) {
             deliver(.invalid(requestID: requestID, opcode: opcode, error), context)
+            return
         }
+        pendingSize = Int(length) + 4
     }
 
     /// Once the held reads contain the pending frame whole, copies it into one buffer and decodes

@@ -39,7 +39,8 @@ public final class RPCConnection: Sendable {
                                 tls, endpoint: endpoint, handshakeTimeout: connectTimeout, completion: handshake,
                                 to: sync)
                         }
-                        try sync.addHandler(FrameReader(maxFrameSize: maxFrameSize))
+                        let target = tls == nil ? try ReceiveTarget.install(on: channel) : nil
+                        try sync.addHandler(FrameReader(maxFrameSize: maxFrameSize, target: target))
                         try sync.addHandler(ClientConnectionHandler(endpoint: endpoint))
                     }
                 }

@@ -58,7 +58,8 @@ public final class RPCServer: Service, Sendable {
                             tls, handshakeTimeout: configuration.handshakeTimeout, to: sync)
                     }
                     try sync.addHandler(FrameDeadlineHandler(timeout: configuration.frameTimeout))
-                    try sync.addHandler(FrameReader(maxFrameSize: configuration.maxFrameSize))
+                    let target = tls == nil ? try ReceiveTarget.install(on: channel) : nil
+                    try sync.addHandler(FrameReader(maxFrameSize: configuration.maxFrameSize, target: target))
                     try sync.addHandler(
                         ServerConnectionHandler(
                             handler: handler, counters: counters, workQueue: workQueue, logger: logger))

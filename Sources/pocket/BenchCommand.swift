@@ -16,6 +16,8 @@ struct BenchCommand: AsyncParsableCommand {
     var duration: Double?
     @Option(help: "Start at most this many operations per second (a steady load rather than all it can).")
     var rate: Double?
+    @Option(help: "Cycle over this many keys, so puts replace objects (by default each operation up to 1000 has its own).")
+    var keys: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup(title: "Hints for the bench's job") var hintOptions: HintOptions
     @OptionGroup var controller: ControllerOption
@@ -27,6 +29,7 @@ struct BenchCommand: AsyncParsableCommand {
         guard size.bytes <= 1 << 30 else { throw ValidationError("--size must be at most 1 GiB") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be positive") }
         if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
+        if let keys, !(1...1000).contains(keys) { throw ValidationError("--keys must be 1 to 1000") }
     }
 
     func run() async throws {
@@ -38,6 +41,7 @@ struct BenchCommand: AsyncParsableCommand {
         options.concurrency = concurrency
         options.duration = duration.map { .milliseconds(Int64($0 * 1000)) }
         options.rate = rate
+        options.keys = keys
         let client = try controller.client()
         let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let outcome = await capture {

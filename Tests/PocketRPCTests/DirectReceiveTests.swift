@@ -1,0 +1,187 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import PocketProtocol
+import PocketTestSupport
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@testable import PocketRPC
+
+/// On plain TCP a large frame is read straight into memory of its own size: every frame still
+/// arrives whole and intact however the reads split the stream, a read that brings nothing loses
+/// nothing, and refused headers stop the stream as before.
+@Suite struct DirectReceiveTests {
+    /// Frames carrying one block of each size, and the blocks.
+    func stream(_ sizes: [Int]) -> (ByteBuffer, [ByteBuffer]) {
+        var stream = ByteBuffer()
+        var bodies: [ByteBuffer] = []
+        for (index, size) in sizes.enumerated() {
+            let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ index) })
+            for var part in WireWriter.frame(
+                BlockData(blocks: [body]), header: FrameHeader(opcode: .readBlocks, requestID: UInt64(index)))
+            {
+                stream.writeBuffer(&part)
+            }
+            bodies.append(body)
+        }
+        return (stream, bodies)
+    }
+
+    /// Plays NIO's part in one read: asks the allocator for a buffer, as NIO's pool does when it
+    /// has none to reuse, and fills it with at most `count` bytes of `stream`.
+    func read(_ count: Int, of stream: inout ByteBuffer, via allocator: inout FrameReceiveAllocator, into channel: EmbeddedChannel) throws {
+        var buffer = allocator.buffer(allocator: ByteBufferAllocator())
+        let size = min(count, buffer.writableBytes, stream.readableBytes)
+        guard size > 0 else { return }
+        var bytes = stream.readSlice(length: size)!
+        buffer.writeBuffer(&bytes)
+        _ = allocator.record(actualReadBytes: size)
+        try channel.writeInbound(buffer)
+    }
+
+    func frames(_ channel: EmbeddedChannel) throws -> [FrameEvent] {
+        var events: [FrameEvent] = []
+        while let event = try channel.readInbound(as: FrameEvent.self) { events.append(event) }
+        return events
+    }
+
+    @Test(arguments: [1, 100, 4096, 70_000, 1 << 20])
+    func largeFramesLandInMemoryOfTheirOwn(_ readSize: Int) throws {
+        let target = ReceiveTarget()
+        var allocator = FrameReceiveAllocator(target: target)
+        let channel = EmbeddedChannel(handler: FrameReader(target: target))
+        let sizes = readSize == 1 ? [5, 70_000, 3] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20, 65_000, 2 << 20]
+        var (rest, bodies) = stream(sizes)
+        var generator = SplitMix64(seed: UInt64(readSize))
+        while rest.readableBytes > 0 {
+            try read(Int(generator.next() % UInt64(readSize)) + 1, of: &rest, via: &allocator, into: channel)
+        }
+        let events = try frames(channel)
+        #expect(events.count == bodies.count)
+        for (index, event) in events.enumerated() {
+            guard case .frame(let frame) = event else {
+                Issue.record("frame \(index) was refused")
+                continue
+            }
+            #expect(frame.header.requestID == UInt64(index))
+            #expect(try frame.decode(BlockData.self).blocks == [bodies[index]])
+            let size = frame.payload.readableBytes + FrameHeader.size
+            if size >= ReceiveTarget.directThreshold, readSize < size {
+                // Its memory is the frame's exact size: it was read there, not gathered from reads.
+                #expect(frame.payload.storageCapacity == size, "frame \(index) of \(size) bytes")
+            }
+        }
+        #expect(target.window == nil)
+    }
+
+    @Test func aReadThatBringsNothingLosesNothing() throws {
+        let target = ReceiveTarget()
+        var allocator = FrameReceiveAllocator(target: target)
+        let channel = EmbeddedChannel(handler: FrameReader(target: target))
+        var (rest, bodies) = stream([500_000])
+        try read(1000, of: &rest, via: &allocator, into: channel)
+        #expect(target.window != nil)
+        // NIO asks for a buffer, the socket has nothing (EAGAIN), and the buffer is dropped.
+        _ = allocator.buffer(allocator: ByteBufferAllocator())
+        try read(200_000, of: &rest, via: &allocator, into: channel)
+        _ = allocator.buffer(allocator: ByteBufferAllocator())
+        while rest.readableBytes > 0 { try read(1 << 20, of: &rest, via: &allocator, into: channel) }
+        guard case .frame(let frame) = try frames(channel).first else {
+            Issue.record("no frame")
+            return
+        }
+        #expect(try frame.decode(BlockData.self).blocks == bodies)
+    }
+
+    @Test func anOversizedHeaderIsRefusedAndNothingMoreIsRead() throws {
+        let target = ReceiveTarget()
+        var allocator = FrameReceiveAllocator(target: target)
+        let channel = EmbeddedChannel(handler: FrameReader(maxFrameSize: 1 << 20, target: target))
+        var (rest, _) = stream([100_000, 2 << 20, 10])
+        while rest.readableBytes > 0 { try read(50_000, of: &rest, via: &allocator, into: channel) }
+        let events = try frames(channel)
+        guard events.count == 2, case .frame = events[0], case .invalid(let requestID, _, let error) = events[1] else {
+            Issue.record("expected a frame and a refusal, got \(events)")
+            return
+        }
+        #expect(requestID == 1)
+        #expect(error.code == .frameTooLarge)
+        #expect(target.window == nil)
+    }
+
+    @Test func aConnectionClosedInsideALargeFrameLetsItsMemoryGo() throws {
+        let target = ReceiveTarget()
+        var allocator = FrameReceiveAllocator(target: target)
+        let channel = EmbeddedChannel(handler: FrameReader(target: target))
+        var (rest, _) = stream([1 << 20])
+        try read(300_000, of: &rest, via: &allocator, into: channel)
+        #expect(target.window != nil)
+        _ = try channel.finish()
+        #expect(target.window == nil)
+    }
+
+    /// Answers a block write with the same blocks.
+    struct Echo: RequestHandler {
+        func handle(_ request: Frame) -> Reply {
+            switch request.header.opcode {
+            case .ping: return request.serve(Ping.self) { _ in Empty() }
+            case .readBlocks: return .error(PocketError(.unknownOpcode))
+            default:
+                // Carried as WriteBlocks, answered as the BlockData a read would get.
+                return request.serve(EchoBlocks.self) { BlockData(blocks: $0.blocks.map(\.data)) }
+            }
+        }
+    }
+
+    struct EchoBlocks: WireRequest {
+        typealias Response = BlockData
+        static let opcode = Opcode.writeBlocks
+        var write: WriteBlocks
+        var blocks: [WriteBlocks.Block] { write.blocks }
+        init(_ blocks: [WriteBlocks.Block]) { write = WriteBlocks(jobID: 1, capabilities: [], blocks: blocks) }
+        init(from buffer: inout ByteBuffer) throws { write = try WriteBlocks(from: &buffer) }
+        func encode(into writer: inout WireWriter) { write.encode(into: &writer) }
+    }
+
+    @Test func largeFramesBothWaysOverPlainTCPArriveIntact() async throws {
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let server = try await RPCServer.bind(
+            Endpoint(host: "127.0.0.1", port: 0), handler: Echo(), logger: logger, security: .plain)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let outcome: Result<Void, any Error>
+            do {
+                let connection = try await RPCConnection.connect(to: server.localAddress, security: .plain)
+                var generator = SplitMix64(seed: 11)
+                // Frames of 120 KiB to 5 MiB, with pings between them.
+                let rounds = (0..<8).map { round in
+                    (0..<(round % 2 == 0 ? 16 : 3)).map { index in
+                        var data = ByteBuffer()
+                        for _ in 0..<((round + 1) * 40_000 + index * 8) / 8 { data.writeInteger(generator.next()) }
+                        return WriteBlocks.Block(id: BlockID(index), data: data)
+                    }
+                }
+                try await withThrowingTaskGroup(of: Void.self) { calls in
+                    for blocks in rounds {
+                        calls.addTask {
+                            let reply = try await connection.call(EchoBlocks(blocks))
+                            #expect(reply.blocks == blocks.map(\.data))
+                        }
+                        calls.addTask { _ = try await connection.call(Ping()) }
+                    }
+                    try await calls.waitForAll()
+                }
+                await connection.close()
+                outcome = .success(())
+            } catch {
+                outcome = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            try outcome.get()
+        }
+    }
+}
