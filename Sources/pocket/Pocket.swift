@@ -23,6 +23,7 @@ struct Pocket: AsyncParsableCommand {
     /// pool). Not in the FUSE daemon: there sixteen kernel-request threads feed tasks that copy
     /// block data, and two event loops doing that and the network measured about a third slower.
     static func main() async {
+        FrameMemory.keepFreed()
         if CommandLine.arguments.dropFirst().first != "mount" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
