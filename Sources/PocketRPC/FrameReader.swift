@@ -3,7 +3,8 @@ import PocketProtocol
 
 /// Cuts a connection's byte stream into frames. A frame that arrives inside one read is a slice
 /// of it (no copy). On plain TCP, a large frame whose head has arrived is read straight into memory
-/// of its exact size (see `ReceiveTarget`): only the head is copied there. Otherwise a frame spread
+/// of its exact size (see `ReceiveTarget`): only the head is copied there (and, on a new
+/// connection, the first few reads). Otherwise a frame spread
 /// over several reads is kept as those reads and copied once, when whole, into a buffer of its
 /// exact size: a general cumulation buffer (NIO's `ByteToMessageHandler`) grows by doubling and
 /// compacts after each frame, two extra copies of every block. Held bytes never exceed what the
@@ -38,15 +39,15 @@ final class FrameReader: ChannelInboundHandler {
     }
 
     deinit {
-        direct.map { $0.memory.deallocate() }
+        direct.map { ReceiveTarget.release($0.memory) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !poisoned else { return }
         var buffer = unwrapInboundIn(data)
         if direct != nil {
-            filled(by: buffer, context)
-            return
+            guard let rest = filled(by: buffer, context), !poisoned else { return }
+            buffer = rest
         }
         if !parts.isEmpty {
             keep(buffer)
@@ -78,7 +79,7 @@ final class FrameReader: ChannelInboundHandler {
         partBytes = 0
         pendingSize = nil
         headerChecked = false
-        if let direct { direct.memory.deallocate() }
+        if let direct { ReceiveTarget.release(direct.memory) }
         direct = nil
         target?.window = nil
     }
@@ -89,7 +90,7 @@ final class FrameReader: ChannelInboundHandler {
         guard let target, !poisoned, let size = pendingSize, size >= ReceiveTarget.directThreshold,
             partBytes < size
         else { return }
-        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        let memory = ReceiveTarget.frameMemory(size)
         var filled = 0
         for part in parts {
             part.withUnsafeReadableBytes { bytes in
@@ -103,16 +104,25 @@ final class FrameReader: ChannelInboundHandler {
         target.window = UnsafeMutableRawBufferPointer(rebasing: memory[filled...])
     }
 
-    /// A read that went into the large frame's memory.
-    private func filled(by read: ByteBuffer, _ context: ChannelHandlerContext) {
-        guard let target, let memory = direct?.memory, var filled = direct?.filled else { return }
-        let landed = read.withUnsafeReadableBytes { $0.baseAddress == UnsafeRawPointer(memory.baseAddress! + filled) }
-        precondition(landed, "a read meant for a frame's memory went elsewhere")
-        filled += read.readableBytes
+    /// A read that went into the large frame's memory, or came in an ordinary buffer to be copied
+    /// there (see `ReceiveTarget.handedOut`). Returns what the read holds after the frame, if anything.
+    private func filled(by read: ByteBuffer, _ context: ChannelHandlerContext) -> ByteBuffer? {
+        guard let target, let memory = direct?.memory, var filled = direct?.filled else { return nil }
+        var read = read
+        let intoWindow = read.withUnsafeReadableBytes { $0.baseAddress == UnsafeRawPointer(memory.baseAddress! + filled) }
+        let taken = intoWindow ? read.readableBytes : min(read.readableBytes, memory.count - filled)
+        if !intoWindow {
+            read.withUnsafeReadableBytes { bytes in
+                UnsafeMutableRawBufferPointer(rebasing: memory[filled...]).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: bytes[..<taken]))
+            }
+        }
+        read.moveReaderIndex(forwardBy: taken)
+        filled += taken
         guard filled == memory.count else {
             direct = (memory, filled)
             target.window = UnsafeMutableRawBufferPointer(rebasing: memory[filled...])
-            return
+            return nil
         }
         direct = nil
         target.window = nil
@@ -120,6 +130,7 @@ final class FrameReader: ChannelInboundHandler {
         pendingSize = nil
         var frame = ByteBuffer(takingOwnershipOf: memory, allocator: ReceiveTarget.owning)
         if let event = decoder.decode(buffer: &frame) { deliver(event, context) }
+        return read.readableBytes > 0 ? read : nil
     }
 
     private func deliver(_ event: FrameEvent, _ context: ChannelHandlerContext) {

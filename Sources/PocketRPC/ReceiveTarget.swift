@@ -22,14 +22,20 @@ final class ReceiveTarget: @unchecked Sendable {
     /// Frames at least this large are read into memory of their own.
     static let directThreshold = 64 << 10
 
-    /// Makes `channel` read through a new target. One read per readable event: NIO's pool of
-    /// receive buffers then only ever keeps the channel's first buffer, which is read between
-    /// frames, and never a window (a pooled window could later be read into after its frame was
-    /// handed on).
+    /// Reads NIO may make per readable event, which is also how many receive buffers its pool keeps.
+    static let readsPerEvent = 16
+    /// Buffers handed to NIO so far, counted up to `readsPerEvent`. NIO's pool keeps each new
+    /// buffer until it holds that many, and reuses a kept one once nothing else refers to it: a
+    /// window kept there could later be read into after its frame was handed on. So windows are
+    /// only handed out once the pool is full; until then a large frame's reads come in ordinary
+    /// buffers and are copied into its memory.
+    private var handedOut = 0
+
+    /// Makes `channel` read through a new target.
     static func install(on channel: any Channel) throws -> ReceiveTarget {
         let target = ReceiveTarget()
         let options = channel.syncOptions!
-        try options.setOption(.maxMessagesPerRead, value: 1)
+        try options.setOption(.maxMessagesPerRead, value: UInt(readsPerEvent))
         try options.setOption(.recvAllocator, value: FrameReceiveAllocator(target: target))
         return target
     }
@@ -37,7 +43,8 @@ final class ReceiveTarget: @unchecked Sendable {
     fileprivate var nextBufferSize: Int? { window == nil ? between.nextBufferSize() : nil }
 
     fileprivate func buffer(_ allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard let window else { return between.buffer(allocator: allocator) }
+        defer { handedOut = min(handedOut + 1, Self.readsPerEvent) }
+        guard let window, handedOut == Self.readsPerEvent else { return between.buffer(allocator: allocator) }
         return ByteBuffer(takingOwnershipOf: window, allocator: Self.borrowing, readerIndex: 0, writerIndex: 0)
     }
 
@@ -45,6 +52,17 @@ final class ReceiveTarget: @unchecked Sendable {
     /// (NIO records a read before passing it on, so the window is still set after one into it.)
     fileprivate func record(_ bytes: Int) {
         if window == nil { _ = between.record(actualReadBytes: bytes) }
+    }
+
+    /// Memory for a frame of `size` bytes, from malloc: `owning` frees it once it is a `ByteBuffer`.
+    static func frameMemory(_ size: Int) -> UnsafeMutableRawBufferPointer {
+        guard let bytes = malloc(size) else { fatalError("out of memory for a frame of \(size) bytes") }
+        return UnsafeMutableRawBufferPointer(start: bytes, count: size)
+    }
+
+    /// Frees frame memory that never became a `ByteBuffer` (its connection ended first).
+    static func release(_ memory: UnsafeMutableRawBufferPointer) {
+        free(memory.baseAddress)
     }
 
     /// The allocator of frame memory handed to a `ByteBuffer` once the frame is whole.

@@ -81,10 +81,13 @@ import Testing
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
         var (rest, bodies) = stream([500_000])
+        // As if NIO's pool had its buffers already: what follows may be the frame's memory.
+        for _ in 0..<ReceiveTarget.readsPerEvent { _ = allocator.buffer(allocator: ByteBufferAllocator()) }
         try read(1000, of: &rest, via: &allocator, into: channel)
-        #expect(target.window != nil)
+        let window = try #require(target.window?.baseAddress)
         // NIO asks for a buffer, the socket has nothing (EAGAIN), and the buffer is dropped.
-        _ = allocator.buffer(allocator: ByteBufferAllocator())
+        let dropped = allocator.buffer(allocator: ByteBufferAllocator())
+        #expect(dropped.withVeryUnsafeBytes { $0.baseAddress } == UnsafeRawPointer(window))
         try read(200_000, of: &rest, via: &allocator, into: channel)
         _ = allocator.buffer(allocator: ByteBufferAllocator())
         while rest.readableBytes > 0 { try read(1 << 20, of: &rest, via: &allocator, into: channel) }
@@ -93,6 +96,32 @@ import Testing
             return
         }
         #expect(try frame.decode(BlockData.self).blocks == bodies)
+    }
+
+    @Test func aConnectionsFirstReadsAreCopiedThenReadsLandInTheFrame() throws {
+        let target = ReceiveTarget()
+        var allocator = FrameReceiveAllocator(target: target)
+        let channel = EmbeddedChannel(handler: FrameReader(target: target))
+        var (rest, bodies) = stream([2 << 20])
+        var landed: [Bool] = []
+        while rest.readableBytes > 0 {
+            var buffer = allocator.buffer(allocator: ByteBufferAllocator())
+            let window = target.window?.baseAddress.map { UnsafeRawPointer($0) }
+            landed.append(window != nil && buffer.withVeryUnsafeBytes { $0.baseAddress } == window)
+            var bytes = rest.readSlice(length: min(10_000, buffer.writableBytes, rest.readableBytes))!
+            buffer.writeBuffer(&bytes)
+            _ = allocator.record(actualReadBytes: buffer.readableBytes)
+            try channel.writeInbound(buffer)
+        }
+        // NIO's pool keeps the first buffers it is given: those are never the frame's memory.
+        #expect(!landed.prefix(ReceiveTarget.readsPerEvent).contains(true))
+        #expect(!landed.dropFirst(ReceiveTarget.readsPerEvent).contains(false))
+        guard case .frame(let frame) = try frames(channel).first else {
+            Issue.record("no frame")
+            return
+        }
+        #expect(try frame.decode(BlockData.self).blocks == bodies)
+        #expect(frame.payload.storageCapacity == (2 << 20) + 24)
     }
 
     @Test func anOversizedHeaderIsRefusedAndNothingMoreIsRead() throws {
