@@ -13,22 +13,6 @@ import Testing
 /// arrives whole and intact however the reads split the stream, a read that brings nothing loses
 /// nothing, and refused headers stop the stream as before.
 @Suite struct DirectReceiveTests {
-    /// Frames carrying one block of each size, and the blocks.
-    func stream(_ sizes: [Int]) -> (ByteBuffer, [ByteBuffer]) {
-        var stream = ByteBuffer()
-        var bodies: [ByteBuffer] = []
-        for (index, size) in sizes.enumerated() {
-            let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ index) })
-            for var part in WireWriter.frame(
-                BlockData(blocks: [body]), header: FrameHeader(opcode: .readBlocks, requestID: UInt64(index)))
-            {
-                stream.writeBuffer(&part)
-            }
-            bodies.append(body)
-        }
-        return (stream, bodies)
-    }
-
     /// Plays NIO's part in one read: asks the allocator for a buffer, as NIO's pool does when it
     /// has none to reuse, and fills it with at most `count` bytes of `stream`.
     func read(_ count: Int, of stream: inout ByteBuffer, via allocator: inout FrameReceiveAllocator, into channel: EmbeddedChannel) throws {
@@ -41,24 +25,18 @@ import Testing
         try channel.writeInbound(buffer)
     }
 
-    func frames(_ channel: EmbeddedChannel) throws -> [FrameEvent] {
-        var events: [FrameEvent] = []
-        while let event = try channel.readInbound(as: FrameEvent.self) { events.append(event) }
-        return events
-    }
-
     @Test(arguments: [1, 100, 4096, 70_000, 1 << 20])
     func largeFramesLandInMemoryOfTheirOwn(_ readSize: Int) throws {
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
         let sizes = readSize == 1 ? [5, 70_000, 3] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20, 65_000, 2 << 20]
-        var (rest, bodies) = stream(sizes)
+        var (rest, bodies) = FrameStreams.stream(sizes)
         var generator = SplitMix64(seed: UInt64(readSize))
         while rest.readableBytes > 0 {
             try read(Int(generator.next() % UInt64(readSize)) + 1, of: &rest, via: &allocator, into: channel)
         }
-        let events = try frames(channel)
+        let events = try FrameStreams.frames(channel)
         #expect(events.count == bodies.count)
         for (index, event) in events.enumerated() {
             guard case .frame(let frame) = event else {
@@ -80,7 +58,7 @@ import Testing
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
-        var (rest, bodies) = stream([500_000])
+        var (rest, bodies) = FrameStreams.stream([500_000])
         // As if NIO's pool had its buffers already: what follows may be the frame's memory.
         for _ in 0..<ReceiveTarget.readsPerEvent { _ = allocator.buffer(allocator: ByteBufferAllocator()) }
         try read(1000, of: &rest, via: &allocator, into: channel)
@@ -91,7 +69,7 @@ import Testing
         try read(200_000, of: &rest, via: &allocator, into: channel)
         _ = allocator.buffer(allocator: ByteBufferAllocator())
         while rest.readableBytes > 0 { try read(1 << 20, of: &rest, via: &allocator, into: channel) }
-        guard case .frame(let frame) = try frames(channel).first else {
+        guard case .frame(let frame) = try FrameStreams.frames(channel).first else {
             Issue.record("no frame")
             return
         }
@@ -102,7 +80,7 @@ import Testing
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
-        var (rest, bodies) = stream([2 << 20])
+        var (rest, bodies) = FrameStreams.stream([2 << 20])
         var landed: [Bool] = []
         while rest.readableBytes > 0 {
             var buffer = allocator.buffer(allocator: ByteBufferAllocator())
@@ -116,7 +94,7 @@ import Testing
         // NIO's pool keeps the first buffers it is given: those are never the frame's memory.
         #expect(!landed.prefix(ReceiveTarget.readsPerEvent).contains(true))
         #expect(!landed.dropFirst(ReceiveTarget.readsPerEvent).contains(false))
-        guard case .frame(let frame) = try frames(channel).first else {
+        guard case .frame(let frame) = try FrameStreams.frames(channel).first else {
             Issue.record("no frame")
             return
         }
@@ -128,9 +106,9 @@ import Testing
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(maxFrameSize: 1 << 20, target: target))
-        var (rest, _) = stream([100_000, 2 << 20, 10])
+        var (rest, _) = FrameStreams.stream([100_000, 2 << 20, 10])
         while rest.readableBytes > 0 { try read(50_000, of: &rest, via: &allocator, into: channel) }
-        let events = try frames(channel)
+        let events = try FrameStreams.frames(channel)
         guard events.count == 2, case .frame = events[0], case .invalid(let requestID, _, let error) = events[1] else {
             Issue.record("expected a frame and a refusal, got \(events)")
             return
@@ -144,7 +122,7 @@ import Testing
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
-        var (rest, _) = stream([1 << 20])
+        var (rest, _) = FrameStreams.stream([1 << 20])
         try read(300_000, of: &rest, via: &allocator, into: channel)
         #expect(target.window != nil)
         _ = try channel.finish()

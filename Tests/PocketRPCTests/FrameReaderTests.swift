@@ -8,39 +8,18 @@ import Testing
 /// The reader yields the frames a stream holds however its reads split it, refuses bad headers
 /// before their bodies, and holds no more than the bytes sent.
 @Suite struct FrameReaderTests {
-    func stream(_ payloads: [Int]) -> (ByteBuffer, [ByteBuffer]) {
-        var stream = ByteBuffer()
-        var bodies: [ByteBuffer] = []
-        for (index, size) in payloads.enumerated() {
-            let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) })
-            for var part in WireWriter.frame(
-                BlockData(blocks: [body]), header: FrameHeader(opcode: .readBlocks, requestID: UInt64(index)))
-            {
-                stream.writeBuffer(&part)
-            }
-            bodies.append(body)
-        }
-        return (stream, bodies)
-    }
-
-    func frames(_ channel: EmbeddedChannel) throws -> [FrameEvent] {
-        var events: [FrameEvent] = []
-        while let event = try channel.readInbound(as: FrameEvent.self) { events.append(event) }
-        return events
-    }
-
     @Test(arguments: [1, 7, 100, 4096, 65536, 1 << 20])
     func framesArriveWholeFromAnySplit(_ readSize: Int) throws {
         let channel = EmbeddedChannel(handler: FrameReader())
         // Byte-by-byte reads get a shorter stream: the debug build feeds them one call each.
-        let (whole, bodies) = stream(readSize < 100 ? [0, 5, 70_000, 1, 16] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20])
+        let (whole, bodies) = FrameStreams.stream(readSize < 100 ? [0, 5, 70_000, 1, 16] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20])
         var rest = whole
         var generator = SystemRandomNumberGenerator()
         while rest.readableBytes > 0 {
             let size = min(rest.readableBytes, Int.random(in: 1...readSize, using: &generator))
             try channel.writeInbound(rest.readSlice(length: size)!)
         }
-        let events = try frames(channel)
+        let events = try FrameStreams.frames(channel)
         #expect(events.count == bodies.count)
         for (index, event) in events.enumerated() {
             guard case .frame(let frame) = event else {
@@ -62,9 +41,9 @@ import Testing
         header.writeInteger(UInt64(9))
         // The header comes in two reads, with no body after it.
         try channel.writeInbound(header.getSlice(at: 0, length: 5)!)
-        #expect(try frames(channel).isEmpty)
+        #expect(try FrameStreams.frames(channel).isEmpty)
         try channel.writeInbound(header.getSlice(at: 5, length: 11)!)
-        let events = try frames(channel)
+        let events = try FrameStreams.frames(channel)
         guard events.count == 1, case .invalid(let requestID, _, let error) = events[0] else {
             Issue.record("expected one refusal, got \(events)")
             return
@@ -72,15 +51,15 @@ import Testing
         #expect(requestID == 9)
         #expect(error.code == .frameTooLarge)
         // Whatever follows is dropped: the stream is out of step.
-        try channel.writeInbound(stream([10]).0)
-        #expect(try frames(channel).isEmpty)
+        try channel.writeInbound(FrameStreams.stream([10]).0)
+        #expect(try FrameStreams.frames(channel).isEmpty)
     }
 
     @Test func aFrameInsideOneReadIsASliceOfIt() throws {
         let channel = EmbeddedChannel(handler: FrameReader())
-        let (whole, _) = stream([1000])
+        let (whole, _) = FrameStreams.stream([1000])
         try channel.writeInbound(whole)
-        guard case .frame(let frame) = try frames(channel).first else {
+        guard case .frame(let frame) = try FrameStreams.frames(channel).first else {
             Issue.record("no frame")
             return
         }
