@@ -36,15 +36,7 @@ import Testing
         while rest.readableBytes > 0 {
             try read(Int(generator.next() % UInt64(readSize)) + 1, of: &rest, via: &allocator, into: channel)
         }
-        let events = try FrameStreams.frames(channel)
-        #expect(events.count == bodies.count)
-        for (index, event) in events.enumerated() {
-            guard case .frame(let frame) = event else {
-                Issue.record("frame \(index) was refused")
-                continue
-            }
-            #expect(frame.header.requestID == UInt64(index))
-            #expect(try frame.decode(BlockData.self).blocks == [bodies[index]])
+        for (index, frame) in try FrameStreams.expectFrames(try FrameStreams.frames(channel), carrying: bodies).enumerated() {
             let size = frame.payload.readableBytes + FrameHeader.size
             if size >= ReceiveTarget.directThreshold, readSize < size {
                 // Its memory is the frame's exact size: it was read there, not gathered from reads.

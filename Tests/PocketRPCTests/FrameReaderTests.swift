@@ -19,16 +19,7 @@ import Testing
             let size = min(rest.readableBytes, Int.random(in: 1...readSize, using: &generator))
             try channel.writeInbound(rest.readSlice(length: size)!)
         }
-        let events = try FrameStreams.frames(channel)
-        #expect(events.count == bodies.count)
-        for (index, event) in events.enumerated() {
-            guard case .frame(let frame) = event else {
-                Issue.record("frame \(index) was refused")
-                continue
-            }
-            #expect(frame.header.requestID == UInt64(index))
-            #expect(try frame.decode(BlockData.self).blocks == [bodies[index]])
-        }
+        _ = try FrameStreams.expectFrames(try FrameStreams.frames(channel), carrying: bodies)
     }
 
     @Test func anOversizedHeaderIsRefusedBeforeItsBody() throws {

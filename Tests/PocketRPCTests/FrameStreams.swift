@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import PocketProtocol
+import Testing
 
 /// Test streams of block frames, shared by the frame reader's suites.
 enum FrameStreams {
@@ -25,5 +26,23 @@ enum FrameStreams {
         var events: [FrameEvent] = []
         while let event = try channel.readInbound(as: FrameEvent.self) { events.append(event) }
         return events
+    }
+
+    /// The frames among `events`, each expected to carry its block of `bodies`, in order.
+    static func expectFrames(
+        _ events: [FrameEvent], carrying bodies: [ByteBuffer], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> [Frame] {
+        #expect(events.count == bodies.count, sourceLocation: sourceLocation)
+        var frames: [Frame] = []
+        for (index, event) in events.enumerated() {
+            guard case .frame(let frame) = event else {
+                Issue.record("frame \(index) was refused", sourceLocation: sourceLocation)
+                continue
+            }
+            #expect(frame.header.requestID == UInt64(index), sourceLocation: sourceLocation)
+            #expect(try frame.decode(BlockData.self).blocks == [bodies[index]], sourceLocation: sourceLocation)
+            frames.append(frame)
+        }
+        return frames
     }
 }
