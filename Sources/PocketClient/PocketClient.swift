@@ -23,6 +23,9 @@ public final class PocketClient: Sendable {
         public var timeout: TimeAmount = .seconds(10)
         /// Connections per storage server, to spread large transfers over event loops.
         public var connectionsPerStorageServer = 2
+        /// Connections to the job's metadata server: a caller on an event loop uses that loop's,
+        /// so many concurrent callers keep both loops busy and one caller never changes threads.
+        public var connectionsPerMetadataServer = 2
         /// TLS for every connection the client opens (default: the process's, see `TransportSecurity`).
         public var security: TransportSecurity = .process
         public init() {}
@@ -40,7 +43,9 @@ public final class PocketClient: Sendable {
         self.controller = controller
         self.configuration = configuration
         controllerConnections = ConnectionPool(timeout: configuration.timeout, security: configuration.security)
-        metadataConnections = ConnectionPool(timeout: configuration.timeout, security: configuration.security)
+        metadataConnections = ConnectionPool(
+            width: configuration.connectionsPerMetadataServer, followingCallers: true, timeout: configuration.timeout,
+            security: configuration.security)
         storageConnections = ConnectionPool(
             width: configuration.connectionsPerStorageServer, timeout: configuration.timeout,
             security: configuration.security)

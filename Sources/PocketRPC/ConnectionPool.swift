@@ -4,11 +4,18 @@ import PocketProtocol
 import Synchronization
 
 /// Connections to many servers, opened on first use and reopened after a failure. `width`
-/// connections per server spread a server's traffic over the event loops.
+/// connections per server spread a server's traffic over the event loops (connection i lives on
+/// loop i), taken in turn. With `followingCallers`, a caller running on an event loop uses that
+/// loop's connection instead, so a request and its reply's resumption stay on one thread: for
+/// small requests, where a change of thread costs as much as the work; large transfers are
+/// better spread.
 public final class ConnectionPool: Sendable {
     private let width: Int
     private let timeout: TimeAmount
     private let group: any EventLoopGroup
+    private let loops: [any EventLoop]
+    /// Each loop's position in `loops`, when callers are followed.
+    private let loopIndex: [ObjectIdentifier: Int]
     private let security: TransportSecurity
     private let slots = Mutex<[Endpoint: Slot]>([:])
 
@@ -23,19 +30,28 @@ public final class ConnectionPool: Sendable {
     }
 
     public init(
-        width: Int = 1, timeout: TimeAmount = RPCConnection.defaultTimeout,
+        width: Int = 1, followingCallers: Bool = false, timeout: TimeAmount = RPCConnection.defaultTimeout,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, security: TransportSecurity = .process
     ) {
         self.width = max(width, 1)
         self.timeout = timeout
         self.group = group
         self.security = security
+        loops = Array(group.makeIterator())
+        loopIndex =
+            followingCallers ? Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($1), $0) }) : [:]
     }
 
     public func call<R: WireRequest>(_ endpoint: Endpoint, _ request: R, timeout: TimeAmount? = nil) async throws
         -> R.Response
     {
         let connection = try await self.connection(to: endpoint)
+        if let loop = MultiThreadedEventLoopGroup.currentEventLoop, loop !== connection.eventLoop {
+            // A caller on another loop moves to the connection's first (where tasks run on the loops,
+            // a task resumes on the loop that woke it): the request is written and the reply
+            // resumes it there, and concurrent transfers spread over the loops with their connections.
+            try await connection.eventLoop.submit {}.get()
+        }
         do {
             return try await connection.call(request, timeout: timeout)
         } catch let error as PocketError where error.code == .timedOut {
@@ -65,36 +81,52 @@ public final class ConnectionPool: Sendable {
     }
 
     public func connection(to endpoint: Endpoint) async throws -> RPCConnection {
-        let (index, pending): (Int, EventLoopFuture<RPCConnection>) = slots.withLock { slots in
-            var slot = slots[endpoint] ?? Slot(connections: Array(repeating: nil, count: width))
-            let index = slot.next
-            slot.next = (slot.next + 1) % width
-            defer { slots[endpoint] = slot }
-            switch slot.connections[index] {
+        // A live connection is returned as is: awaiting a future for it cost a hop through
+        // another event loop on every call.
+        let pick: Pick = slots.withLock { slots in
+            if slots[endpoint] == nil { slots[endpoint] = Slot(connections: Array(repeating: nil, count: width)) }
+            let index: Int
+            if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let position = loopIndex[ObjectIdentifier(loop)] {
+                index = position % width
+            } else {
+                index = slots[endpoint]!.next
+                if width > 1 { slots[endpoint]!.next = (index + 1) % width }
+            }
+            switch slots[endpoint]!.connections[index] {
             case .ready(let connection) where connection.isActive:
-                return (index, group.next().makeSucceededFuture(connection))
+                return .ready(connection)
             case .connecting(let future):
-                return (index, future)
+                return .pending(index, future)
             default:
-                let promise = group.next().makePromise(of: RPCConnection.self)
+                let loop = loops.isEmpty ? group.next() : loops[index % loops.count]
+                let promise = loop.makePromise(of: RPCConnection.self)
                 let timeout = self.timeout
-                let group = self.group
                 let security = self.security
                 promise.completeWithTask {
-                    try await RPCConnection.connect(to: endpoint, timeout: timeout, group: group, security: security)
+                    try await RPCConnection.connect(to: endpoint, timeout: timeout, group: loop, security: security)
                 }
-                slot.connections[index] = .connecting(promise.futureResult)
-                return (index, promise.futureResult)
+                slots[endpoint]!.connections[index] = .connecting(promise.futureResult)
+                return .pending(index, promise.futureResult)
             }
         }
-        do {
-            let connection = try await pending.get()
-            settle(endpoint, index, .ready(connection))
+        switch pick {
+        case .ready(let connection):
             return connection
-        } catch {
-            settle(endpoint, index, nil)
-            throw error
+        case .pending(let index, let pending):
+            do {
+                let connection = try await pending.get()
+                settle(endpoint, index, .ready(connection))
+                return connection
+            } catch {
+                settle(endpoint, index, nil)
+                throw error
+            }
         }
+    }
+
+    private enum Pick {
+        case ready(RPCConnection)
+        case pending(Int, EventLoopFuture<RPCConnection>)
     }
 
     private func settle(_ endpoint: Endpoint, _ index: Int, _ connection: Connection?) {

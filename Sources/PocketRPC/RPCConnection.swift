@@ -76,6 +76,8 @@ public final class RPCConnection: Sendable {
     }
 
     public var isActive: Bool { channel.isActive }
+    /// The event loop the connection's channel runs on.
+    public var eventLoop: any EventLoop { channel.eventLoop }
 
     /// Sends `request` and waits for its response; a server error is thrown as its PocketError.
     public func call<R: WireRequest>(_ request: R, timeout: TimeAmount? = nil) async throws -> R.Response {

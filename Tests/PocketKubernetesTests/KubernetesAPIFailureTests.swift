@@ -109,12 +109,14 @@ import Testing
     @Test func silentAPIServerTimesOutInsteadOfHanging() async throws {
         try await Harness.run { harness in
             harness.fake.answer { _ in .silence }
-            let provisioner = try harness.provisioner { $0.requestTimeout = .milliseconds(500) }
+            // Long enough for both requests to be sent on a machine busy with the rest of the suite
+            // (at 500 ms one was sometimes still connecting when its time ran out).
+            let provisioner = try harness.provisioner { $0.requestTimeout = .seconds(2) }
             let start = ContinuousClock.now
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 2)
             }
-            // 500 ms per request; the bound only tells a timeout from a hang on a busy machine.
+            // 2 s per request; the bound only tells a timeout from a hang on a busy machine.
             #expect(ContinuousClock.now - start < .seconds(10))
             #expect(error?.code == .timedOut)
             #expect(error?.message.contains("did not answer POST /api/v1/namespaces/pocket/pods") == true)
