@@ -1,9 +1,6 @@
-import Logging
 import NIOCore
 import NIOPosix
 import PocketProtocol
-import PocketTestSupport
-import ServiceLifecycle
 import Testing
 
 @testable import PocketRPC
@@ -26,30 +23,10 @@ import Testing
         }
     }
 
-    func withServer(_ body: (Endpoint) async throws -> Void) async throws {
-        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        let server = try await RPCServer.bind(
-            Endpoint(host: "127.0.0.1", port: 0), handler: Pong(), logger: logger, security: .plain)
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let outcome: Result<Void, any Error>
-            do {
-                try await body(server.localAddress)
-                outcome = .success(())
-            } catch {
-                outcome = .failure(error)
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            try outcome.get()
-        }
-    }
-
     @Test func aCallerOnALoopUsesThatLoopsConnection() async throws {
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let pool = ConnectionPool(width: 2, followingCallers: true, group: loops, security: .plain)
-        try await withServer { endpoint in
+        try await withPlainServer(Pong()) { endpoint in
             let each = Array(loops.makeIterator())
             for loop in [each[1], each[0], each[0], each[1]] {
                 let connection = try await withTaskExecutorPreference(LoopExecutor(loop)) {
@@ -66,7 +43,7 @@ import Testing
     @Test func otherCallersTakeTheConnectionsInTurn() async throws {
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let pool = ConnectionPool(width: 2, group: loops, security: .plain)
-        try await withServer { endpoint in
+        try await withPlainServer(Pong()) { endpoint in
             var seen: [ObjectIdentifier] = []
             for _ in 0..<4 { seen.append(ObjectIdentifier(try await pool.connection(to: endpoint))) }
             #expect(Set(seen).count == 2)

@@ -1,9 +1,7 @@
-import Logging
 import NIOCore
 import NIOEmbedded
 import PocketProtocol
 import PocketTestSupport
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -145,42 +143,28 @@ import Testing
     }
 
     @Test func largeFramesBothWaysOverPlainTCPArriveIntact() async throws {
-        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        let server = try await RPCServer.bind(
-            Endpoint(host: "127.0.0.1", port: 0), handler: Echo(), logger: logger, security: .plain)
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let outcome: Result<Void, any Error>
-            do {
-                let connection = try await RPCConnection.connect(to: server.localAddress, security: .plain)
-                var generator = SplitMix64(seed: 11)
-                // Frames of 120 KiB to 5 MiB, with pings between them.
-                let rounds = (0..<8).map { round in
-                    (0..<(round % 2 == 0 ? 16 : 3)).map { index in
-                        var data = ByteBuffer()
-                        for _ in 0..<((round + 1) * 40_000 + index * 8) / 8 { data.writeInteger(generator.next()) }
-                        return WriteBlocks.Block(id: BlockID(index), data: data)
-                    }
+        try await withPlainServer(Echo()) { endpoint in
+            let connection = try await RPCConnection.connect(to: endpoint, security: .plain)
+            var generator = SplitMix64(seed: 11)
+            // Frames of 120 KiB to 5 MiB, with pings between them.
+            let rounds = (0..<8).map { round in
+                (0..<(round % 2 == 0 ? 16 : 3)).map { index in
+                    var data = ByteBuffer()
+                    for _ in 0..<((round + 1) * 40_000 + index * 8) / 8 { data.writeInteger(generator.next()) }
+                    return WriteBlocks.Block(id: BlockID(index), data: data)
                 }
-                try await withThrowingTaskGroup(of: Void.self) { calls in
-                    for blocks in rounds {
-                        calls.addTask {
-                            let reply = try await connection.call(EchoBlocks(blocks))
-                            #expect(reply.blocks == blocks.map(\.data))
-                        }
-                        calls.addTask { _ = try await connection.call(Ping()) }
-                    }
-                    try await calls.waitForAll()
-                }
-                await connection.close()
-                outcome = .success(())
-            } catch {
-                outcome = .failure(error)
             }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            try outcome.get()
+            try await withThrowingTaskGroup(of: Void.self) { calls in
+                for blocks in rounds {
+                    calls.addTask {
+                        let reply = try await connection.call(EchoBlocks(blocks))
+                        #expect(reply.blocks == blocks.map(\.data))
+                    }
+                    calls.addTask { _ = try await connection.call(Ping()) }
+                }
+                try await calls.waitForAll()
+            }
+            await connection.close()
         }
     }
 }
