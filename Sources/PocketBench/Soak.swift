@@ -52,7 +52,10 @@ public enum Soak {
         let deadline = start + options.duration
         let tallies = await withTaskGroup(of: Tally.self) { group in
             for client in 0..<options.clients {
-                group.addTask { await runClient(client, options: options, job: job, until: deadline) }
+                group.addTask {
+                    await onLoop(client)
+                    return await runClient(client, options: options, job: job, until: deadline)
+                }
             }
             return await group.reduce(into: [Tally]()) { $0.append($1) }
         }

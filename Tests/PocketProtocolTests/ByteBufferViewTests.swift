@@ -4,7 +4,13 @@ import Testing
 
 /// A view shares its buffer's memory wherever it lies; a slice 16 MiB or more in is a copy.
 @Suite struct ByteBufferViewTests {
-    let buffer = ByteBuffer(bytes: (0..<(20 << 20)).map { UInt8(truncatingIfNeeded: $0 / 7) })
+    /// 20 MiB of zeros with each 64 KiB's offset written at its start.
+    static let buffer = {
+        var buffer = ByteBuffer(repeating: 0, count: 20 << 20)
+        for offset in stride(from: 0, to: 20 << 20, by: 1 << 16) { buffer.setInteger(UInt64(offset), at: offset) }
+        return buffer
+    }()
+    var buffer: ByteBuffer { Self.buffer }
 
     func address(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
         buffer.withUnsafeReadableBytes { $0.baseAddress }

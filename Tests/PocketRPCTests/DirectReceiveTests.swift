@@ -23,12 +23,14 @@ import Testing
         try channel.writeInbound(buffer)
     }
 
-    @Test(arguments: [1, 100, 4096, 70_000, 1 << 20])
+    @Test(arguments: [100, 4096, 70_000, 1 << 20])
     func largeFramesLandInMemoryOfTheirOwn(_ readSize: Int) throws {
         let target = ReceiveTarget()
         var allocator = FrameReceiveAllocator(target: target)
         let channel = EmbeddedChannel(handler: FrameReader(target: target))
-        let sizes = readSize == 1 ? [5, 70_000, 3] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20, 65_000, 2 << 20]
+        // Small reads get a shorter stream: the debug build feeds them one call each, and a suite
+        // hogging the test process's threads slows the timed tests beside it.
+        let sizes = readSize < 4096 ? [5, 70_000, 3] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20, 65_000, 2 << 20]
         var (rest, bodies) = FrameStreams.stream(sizes)
         var generator = SplitMix64(seed: UInt64(readSize))
         while rest.readableBytes > 0 {
