@@ -99,8 +99,9 @@ import Testing
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 1)
             }
-            // Refused at once; the bound leaves room for a machine busy with the rest of the suite.
-            #expect(ContinuousClock.now - start < .seconds(10))
+            // Refused, not timed out (the code says which); the bound only tells it from a hang, on
+            // a machine that the rest of the suite can slow several times over (15.5 s was seen).
+            #expect(ContinuousClock.now - start < .seconds(30))
             #expect(error?.code == .unavailable)
             #expect(error?.message.contains("http://127.0.0.1:\(port) unreachable") == true)
         }
