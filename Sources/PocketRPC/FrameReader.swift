@@ -4,12 +4,12 @@ import PocketProtocol
 /// Cuts a connection's byte stream into frames. A frame that arrives inside one read is a slice
 /// of it (no copy). On plain TCP, a large frame whose head has arrived is read straight into memory
 /// of its exact size (see `ReceiveTarget`): only the head is copied there (and, on a new
-/// connection, the first few reads). Otherwise a frame spread
-/// over several reads is kept as those reads and copied once, when whole, into a buffer of its
-/// exact size: a general cumulation buffer (NIO's `ByteToMessageHandler`) grows by doubling and
-/// compacts after each frame, two extra copies of every block. Held bytes never exceed what the
-/// peer sent (sparse reads are compacted; a large frame's memory is reserved but only touched as
-/// it arrives), and a bad header is refused as soon as its 16 bytes are in, before the frame's body.
+/// connection, the first few reads). Otherwise a frame spread over several reads is kept as those
+/// reads and copied once, when whole, into a buffer of its exact size: a general cumulation buffer
+/// (NIO's `ByteToMessageHandler`) grows by doubling and compacts after each frame, two extra copies
+/// of every block. Held bytes never exceed what the peer sent (sparse reads are compacted; a large
+/// frame's memory is reserved but only touched as it arrives), and a bad header is refused as soon
+/// as its 16 bytes are in, before the frame's body.
 final class FrameReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = FrameEvent
