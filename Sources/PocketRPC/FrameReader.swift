@@ -10,6 +10,11 @@ import PocketProtocol
 /// of every block. Held bytes never exceed what the peer sent (sparse reads are compacted; a large
 /// frame's memory is reserved but only touched as it arrives), and a bad header is refused as soon
 /// as its 16 bytes are in, before the frame's body.
+///
+/// With a `frameTimeout` (servers), a connection whose frame, once begun, has not arrived whole
+/// within it is closed, so a client trickling bytes (a slow loris) cannot hold a connection and its
+/// partial frame for ever; an idle timeout alone resets at every byte. The timer is set only while
+/// a frame is partial: frames that arrive whole within a read, as small requests do, cost none.
 final class FrameReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = FrameEvent
@@ -25,6 +30,11 @@ final class FrameReader: ChannelInboundHandler {
     /// The large frame being read into its own memory, and how many of its bytes are in.
     private var direct: (memory: UnsafeMutableRawBufferPointer, filled: Int)?
     private var poisoned = false
+    private let frameTimeout: TimeAmount?
+    /// Closes the connection unless the partial frame is whole by then.
+    private var frameDeadline: Scheduled<Void>?
+    /// Whether a frame was passed on during the current read: a partial frame after it is a new one.
+    private var deliveredDuringRead = false
 
     /// Reads of up to 1 MiB when data keeps coming (blocks travel 16 to a frame), down to 1 KiB
     /// on quiet connections: fewer reads, fewer parts per frame. For connections without a
@@ -33,9 +43,13 @@ final class FrameReader: ChannelInboundHandler {
 
     /// With a `target`, large frames are read into their own memory; it must be the target
     /// installed on this reader's channel.
-    init(maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize, target: ReceiveTarget? = nil) {
+    init(
+        maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize, target: ReceiveTarget? = nil,
+        frameTimeout: TimeAmount? = nil
+    ) {
         decoder = FrameDecoder(maxFrameSize: maxFrameSize)
         self.target = target
+        self.frameTimeout = frameTimeout
     }
 
     deinit {
@@ -44,7 +58,29 @@ final class FrameReader: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !poisoned else { return }
-        var buffer = unwrapInboundIn(data)
+        deliveredDuringRead = false
+        receive(unwrapInboundIn(data), context)
+        if frameTimeout != nil { updateFrameDeadline(context) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        forget()
+        context.fireChannelInactive()
+    }
+
+    /// Starts the deadline when a frame is left partial, and stops it when none is.
+    private func updateFrameDeadline(_ context: ChannelHandlerContext) {
+        let partial = !poisoned && (!parts.isEmpty || direct != nil)
+        if partial, frameDeadline != nil, !deliveredDuringRead { return }
+        frameDeadline?.cancel()
+        frameDeadline = nil
+        guard partial, let frameTimeout else { return }
+        let channel = context.channel
+        frameDeadline = context.eventLoop.scheduleTask(in: frameTimeout) { channel.close(promise: nil) }
+    }
+
+    private func receive(_ read: ByteBuffer, _ context: ChannelHandlerContext) {
+        var buffer = read
         if direct != nil {
             guard let rest = filled(by: buffer, context), !poisoned else { return }
             buffer = rest
@@ -68,13 +104,10 @@ final class FrameReader: ChannelInboundHandler {
         readRestDirectly()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        forget()
-        context.fireChannelInactive()
-    }
-
     /// Drops whatever is held of a frame not yet whole.
     private func forget() {
+        frameDeadline?.cancel()
+        frameDeadline = nil
         parts.removeAll()
         partBytes = 0
         pendingSize = nil
@@ -134,6 +167,7 @@ final class FrameReader: ChannelInboundHandler {
     }
 
     private func deliver(_ event: FrameEvent, _ context: ChannelHandlerContext) {
+        deliveredDuringRead = true
         if case .invalid = event {
             poisoned = true
             forget()

@@ -57,9 +57,11 @@ public final class RPCServer: Service, Sendable {
                         try TransportSecurity.addServerHandlers(
                             tls, handshakeTimeout: configuration.handshakeTimeout, to: sync)
                     }
-                    try sync.addHandler(FrameDeadlineHandler(timeout: configuration.frameTimeout))
                     let target = tls == nil ? try ReceiveTarget.install(on: channel) : nil
-                    try sync.addHandler(FrameReader(maxFrameSize: configuration.maxFrameSize, target: target))
+                    try sync.addHandler(
+                        FrameReader(
+                            maxFrameSize: configuration.maxFrameSize, target: target,
+                            frameTimeout: configuration.frameTimeout))
                     try sync.addHandler(
                         ServerConnectionHandler(
                             handler: handler, counters: counters, workQueue: workQueue, logger: logger))

@@ -5,10 +5,14 @@ import ServiceLifecycle
 @testable import PocketRPC
 
 /// Runs `body` against a plain-TCP server bound to a free loopback port, then shuts it down.
-func withPlainServer(_ handler: any RequestHandler, _ body: (Endpoint) async throws -> Void) async throws {
+func withPlainServer(
+    _ handler: any RequestHandler, configuration: RPCServer.Configuration = .init(),
+    _ body: (Endpoint) async throws -> Void
+) async throws {
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
     let server = try await RPCServer.bind(
-        Endpoint(host: "127.0.0.1", port: 0), handler: handler, logger: logger, security: .plain)
+        Endpoint(host: "127.0.0.1", port: 0), handler: handler, configuration: configuration, logger: logger,
+        security: .plain)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
