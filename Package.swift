@@ -129,7 +129,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol", "PocketSecurity"]),
-        .testTarget(name: "PocketSecurityTests", dependencies: ["PocketSecurity", "PocketProtocol"]),
+        .testTarget(
+            name: "PocketSecurityTests",
+            dependencies: ["PocketSecurity", "PocketProtocol", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
         .testTarget(
             name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol", "PocketSecurity"]),

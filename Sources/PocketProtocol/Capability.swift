@@ -67,14 +67,33 @@ public struct Capability: Hashable, Sendable, WireMessage {
 
     /// What the MAC covers: a version tag, then every field in wire order.
     public var signedBytes: [UInt8] {
-        var buffer = ByteBuffer()
-        buffer.writeString("pocket-capability-v1")
-        buffer.writeInteger(job)
-        buffer.writeInteger(rights.rawValue)
-        buffer.writeWireBlockRange(blocks)
-        buffer.writeInteger(expiry)
-        return Array(buffer.readableBytesView)
+        var bytes: [UInt8] = []
+        withSignedBytes { bytes = Array($0) }
+        return bytes
     }
+
+    /// Calls `body` with `signedBytes`, laid out in memory of the stack: MACs are computed on every
+    /// block request, and building an array for each cost more than the hashing. (Not generic: a
+    /// generic function called from another module runs unspecialised, looking up type metadata.)
+    public func withSignedBytes(_ body: (UnsafeRawBufferPointer) -> Void) {
+        let tag = Self.signatureTag
+        withUnsafeTemporaryAllocation(byteCount: tag.count + 33, alignment: 8) { memory in
+            tag.withUnsafeBytes { memory.copyMemory(from: $0) }
+            var offset = tag.count
+            func append<T: FixedWidthInteger>(_ value: T) {
+                memory.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
+                offset += MemoryLayout<T>.size
+            }
+            append(job)
+            append(rights.rawValue)
+            append(blocks.lowerBound)
+            append(blocks.upperBound)
+            append(expiry)
+            body(UnsafeRawBufferPointer(memory))
+        }
+    }
+
+    private static let signatureTag: [UInt8] = Array("pocket-capability-v1".utf8)
 
     static let wireSize = 49
 

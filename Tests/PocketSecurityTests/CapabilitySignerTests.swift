@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import PocketProtocol
 import Testing
@@ -31,6 +32,39 @@ import Testing
         for forgery in forgeries {
             #expect(throws: PocketError.self) { try signer.check(forgery, job: 9, rights: .read) }
         }
+    }
+
+    @Test func theSignedBytesAreTheTagThenEveryFieldBigEndian() {
+        let capability = Capability(job: 0x0102, rights: [.read, .write], blocks: 3...0x0405, expiry: 0x0607)
+        let fields: [UInt8] =
+            [0, 0, 0, 0, 0, 0, 1, 2] + [3] + [0, 0, 0, 0, 0, 0, 0, 3] + [0, 0, 0, 0, 0, 0, 4, 5]
+            + [0, 0, 0, 0, 0, 0, 6, 7]
+        #expect(capability.signedBytes == Array("pocket-capability-v1".utf8) + fields)
+    }
+
+    @Test func theMacIsHMACSHA256OfTheSignedBytes() {
+        // The keyed state is made once and copied per MAC; each MAC must still be the plain HMAC.
+        for job in [1, 9, 1 << 40] as [JobID] {
+            let capability = signer.sign(job: job, rights: .read, blocks: 10...20)
+            let code = HMAC<SHA256>.authenticationCode(
+                for: capability.signedBytes, using: SymmetricKey(data: Array(repeating: UInt8(7), count: 32)))
+            let expected = code.withUnsafeBytes { $0.prefix(16).reduce(UInt128(0)) { $0 << 8 | UInt128($1) } }
+            #expect(capability.mac == expected)
+        }
+    }
+
+    @Test func signingFromManyThreadsAtOnceGivesCapabilitiesThatCheck() async throws {
+        let signer = self.signer
+        let capabilities = await withTaskGroup(of: [Capability].self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    (0..<500).map { signer.sign(job: JobID(task), rights: .read, blocks: BlockID($0)...BlockID($0 + 1)) }
+                }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(capabilities.count == 4_000)
+        for capability in capabilities { try signer.check(capability, job: capability.job, rights: .read) }
     }
 
     @Test func anotherKeysSignatureIsRefused() {
