@@ -92,20 +92,7 @@ import Testing
             #expect(connection.isActive)
             await connection.close()
             // The stalled connection is closed (well within 30 s, even on a loaded machine).
-            let closed = await withTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try? await stalled.closeFuture.get()
-                    return true
-                }
-                group.addTask {
-                    try? await Task.sleep(for: .seconds(30))
-                    return false
-                }
-                let first = await group.next()!
-                group.cancelAll()
-                try? await stalled.close()
-                return first
-            }
+            let closed = await isClosedByPeer(stalled, within: .seconds(30))
             #expect(closed)
         }
     }

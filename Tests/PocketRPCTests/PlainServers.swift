@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import PocketProtocol
 import ServiceLifecycle
 
@@ -27,4 +28,23 @@ func withPlainServer(
         try await tasks.waitForAll()
         try outcome.get()
     }
+}
+
+/// Whether the peer closes `channel` within `limit`; the channel is closed either way.
+func isClosedByPeer(_ channel: any Channel, within limit: Duration) async -> Bool {
+    let closed = await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            try? await channel.closeFuture.get()
+            return true
+        }
+        group.addTask {
+            try? await Task.sleep(for: limit)
+            return false
+        }
+        let first = await group.next()!
+        group.cancelAll()
+        return first
+    }
+    try? await channel.close()
+    return closed
 }

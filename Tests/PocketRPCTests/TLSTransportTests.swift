@@ -239,20 +239,7 @@ import Testing
                 try? await channel.writeAndFlush(ByteBuffer(bytes: bytes))
                 // The server closes it: at once for what it can tell is wrong, at the handshake
                 // timeout for what might still become a handshake.
-                let closed = await withTaskGroup(of: Bool.self) { group in
-                    group.addTask {
-                        try? await channel.closeFuture.get()
-                        return true
-                    }
-                    group.addTask {
-                        try? await Task.sleep(for: .seconds(5))
-                        return false
-                    }
-                    let first = await group.next()!
-                    group.cancelAll()
-                    try? await channel.close()
-                    return first
-                }
+                let closed = await isClosedByPeer(channel, within: .seconds(5))
                 #expect(closed, "the server kept a connection that sent \(Self.garbage[index].0)")
                 let connection = try await RPCConnection.connect(to: endpoint, security: material.client)
                 _ = try await connection.call(Ping())
