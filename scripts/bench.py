@@ -4,7 +4,9 @@
 P1/P2  1 KiB put/get: `pocket bench` vs `redis-benchmark` SET/GET (50 clients; one client for p50)
 P3     64 MiB put/get vs one `iperf3` stream on loopback and vs Redis 1 MiB SET/GET; the puts
        replace 4 objects in turn, as redis-benchmark's SETs replace one key
-P4     `fio` 1 MiB sequential write/read of 1 GiB on the FUSE mount vs the native client (and tmpfs)
+P4     `fio` 1 MiB sequential write/read of 1 GiB on the FUSE mount vs the native client (and tmpfs);
+       for reads also on a FUSE file system answering from memory (scripts/fuse-ceiling.c), and the
+       bound that FUSE's and the native client's CPU per byte put on any mount of these cores
 P5     a map-reduce shuffle through /pocket/<job> vs the same on tmpfs; again with the page cache
        dropped between map and reduce (as if reducers ran on other machines)
 sweep  put/get throughput from 1 KiB to 64 MiB (CSV and SVG)
@@ -40,6 +42,21 @@ def sh(args, **kwargs):
     if out.returncode != 0:
         sys.exit(f"failed: {' '.join(map(str, args))}\n{out.stderr[-2000:]}")
     return out.stdout
+
+
+def busy(measure):
+    """Runs `measure`; returns its result, the cores the machine kept busy meanwhile (/proc/stat:
+    all but idle and I/O wait) and the wall time."""
+    def snapshot():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        return sum(fields) - fields[3] - fields[4], sum(fields)
+    busy0, all0 = snapshot()
+    began = time.time()
+    result = measure()
+    wall = time.time() - began
+    busy1, all1 = snapshot()
+    return result, os.cpu_count() * (busy1 - busy0) / max(1, all1 - all0), wall
 
 
 class Figure:
@@ -180,13 +197,45 @@ class Bench:
                     for name in os.listdir(job):
                         os.remove(os.path.join(job, name))
                 mounted.append(self.fio(job, rw))
-            native = self.repeat(lambda: self.native(rw))
+            native = self.repeat(lambda: busy(lambda: self.native(rw)))
             memory = self.repeat(lambda: self.fio(tmpfs, rw))
-            results[rw] = {"fuse": Figure(mounted), "native": Figure(native), "tmpfs": Figure(memory)}
+            results[rw] = {"fuse": Figure(mounted), "native": Figure([rate for rate, _, _ in native]),
+                           "tmpfs": Figure(memory)}
+            # Core-seconds per byte of the native path, for the bound below.
+            results[rw]["native_cpu"] = statistics.median(cores * wall / (1 << 30) for _, cores, wall in native)
         results["fuse_peak_rss"] = self.rss("mount", "VmHWM")
         shutil.rmtree(job)
         shutil.rmtree(tmpfs)
+        results["ceiling"] = self.fuse_ceiling()
         return results
+
+    def fuse_ceiling(self):
+        """fio's sequential read on a FUSE file system that answers from memory at once
+        (scripts/fuse-ceiling.c): what FUSE itself takes, in bytes/s and core-seconds per byte."""
+        binary = os.path.join(self.work, "fuse-ceiling")
+        compiler = shutil.which("cc") or shutil.which("clang")
+        flags = sh(["pkg-config", "--cflags", "--libs", "fuse3"]).split()
+        sh([compiler, "-O2", "-o", binary, os.path.join(HERE, "fuse-ceiling.c"), *flags])
+        mount = tempfile.mkdtemp(prefix="pocket-bench-ceiling-")
+        size = 4 << 30
+        server = subprocess.Popen([binary, mount, str(size)])
+        try:
+            for _ in range(100):
+                if os.path.ismount(mount):
+                    break
+                time.sleep(0.05)
+            else:
+                sys.exit("the FUSE ceiling file system did not mount")
+            tune_read_ahead(mount)
+            fio = ["fio", "--name=seq", f"--filename={mount}/data", "--rw=read", "--bs=1M", f"--size={size}",
+                   "--ioengine=psync", "--output-format=json"]
+            runs = self.repeat(lambda: busy(lambda: json.loads(sh(fio))["jobs"][0]["read"]["bw_bytes"]))
+        finally:
+            subprocess.run(["umount", mount], capture_output=True)
+            server.wait(timeout=30)
+            shutil.rmtree(mount, ignore_errors=True)
+        return {"read": Figure([rate for rate, _, _ in runs]),
+                "cpu": statistics.median(cores * wall / size for _, cores, wall in runs)}
 
     def native(self, rw):
         """The native client streaming the same 1 GiB: `pocket put` from a tmpfs file, `pocket get`
@@ -292,6 +341,17 @@ class Bench:
         return path
 
 
+def tune_read_ahead(mountpoint, kib=8192):
+    """The read-ahead Pocket's mount sets on its backing device (FuseMount.tuneBackingDevice)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == mountpoint:
+                with open(f"/sys/class/bdi/{fields[2]}/read_ahead_kb", "w") as bdi:
+                    bdi.write(f"{kib}\n")
+                return
+
+
 def sweep_svg(rows):
     import math
     width, height, left, bottom, pad = 760, 380, 70, 50, 20
@@ -382,6 +442,14 @@ def main():
         add(f"P4 fio 1 MiB {rw}, 1 GiB", f["fuse"].text("MiB/s", mib), f["native"].text("MiB/s", mib) + " (native client)",
             ratio(f["fuse"].median, f["native"].median), "≥ 0.7")
         add(f"   same on tmpfs", f["tmpfs"].text("MiB/s", mib), "", ratio(f["fuse"].median, f["tmpfs"].median), "(reference)")
+    ceiling = fuse["ceiling"]
+    add("   FUSE alone, from memory", ceiling["read"].text("MiB/s", mib), "(scripts/fuse-ceiling.c)",
+        ratio(fuse["read"]["fuse"].median, ceiling["read"].median), "(reference)")
+    # A mount that reads from storage does at least the work of both: FUSE's, and the native
+    # client's fetch. With the machine's cores all busy, it cannot move bytes faster than this.
+    bound = os.cpu_count() / (ceiling["cpu"] + fuse["read"]["native_cpu"])
+    add(f"   bound: {os.cpu_count()} cores / CPU per byte", f"{bound / mib:,.0f} MiB/s",
+        "(FUSE alone + native client)", ratio(bound, fuse["read"]["native"].median), "(bound ÷ native)")
     add(f"P5 shuffle {args.shuffle_bytes / 2**30:g} GiB, 4×4", shuffle["pocket"].text("s", digits=1),
         shuffle["tmpfs"].text("s", digits=1) + " (tmpfs)", ratio(shuffle["pocket"].median, shuffle["tmpfs"].median),
         "≤ 1.5")
