@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -57,6 +58,28 @@ def busy(measure):
     wall = time.time() - began
     busy1, all1 = snapshot()
     return result, os.cpu_count() * (busy1 - busy0) / max(1, all1 - all0), wall
+
+
+def cpu_per_operation(measure, server, operations):
+    """Runs `measure` (a client run as a child process against `server`'s pid); returns its result
+    and the CPU microseconds per operation of the client and of the server, each in user and
+    kernel time: {"client_user": …, "client_system": …, "server_user": …, "server_system": …}."""
+    def server_ticks():
+        with open(f"/proc/{server}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]), int(fields[12])  # utime, stime
+    children0, server0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_ticks()
+    result = measure()
+    children1, server1 = resource.getrusage(resource.RUSAGE_CHILDREN), server_ticks()
+    tick = 1e6 / os.sysconf("SC_CLK_TCK")
+    return result, {"client_user": (children1.ru_utime - children0.ru_utime) * 1e6 / operations,
+                    "client_system": (children1.ru_stime - children0.ru_stime) * 1e6 / operations,
+                    "server_user": (server1[0] - server0[0]) * tick / operations,
+                    "server_system": (server1[1] - server0[1]) * tick / operations}
+
+
+def median_cpu(runs):
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 class Figure:
@@ -111,6 +134,7 @@ class Bench:
         redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--save", "", "--appendonly",
                                   "no", "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)
         self.processes.append(redis)
+        self.redis_server = redis.pid
         for _ in range(100):
             if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True).returncode == 0:
                 break
@@ -155,10 +179,17 @@ class Bench:
         for op, test in (("put", "set"), ("get", "get")):
             pocket = self.repeat(lambda: self.pocket_bench(op, 1024, n, 50)["ops_per_s"])
             redis = self.repeat(lambda: float(self.redis(test, 1024, 50, n)[test]["rps"]))
-            one = self.repeat(lambda: self.pocket_bench(op, 1024, n // 5, 1)["p50_us"])
-            redis_one = self.repeat(lambda: float(self.redis(test, 1024, 1, n // 5)[test]["p50_latency_ms"]) * 1000)
+            metadata = self.pids("metadata")[0]
+            one = self.repeat(lambda: cpu_per_operation(
+                lambda: self.pocket_bench(op, 1024, n // 5, 1)["p50_us"], metadata, n // 5))
+            redis_one = self.repeat(lambda: cpu_per_operation(
+                lambda: float(self.redis(test, 1024, 1, n // 5)[test]["p50_latency_ms"]) * 1000,
+                self.redis_server, n // 5))
             results[op] = {"pocket_ops": Figure(pocket), "redis_ops": Figure(redis),
-                           "pocket_p50_us": Figure(one), "redis_p50_us": Figure(redis_one)}
+                           "pocket_p50_us": Figure([p50 for p50, _ in one]),
+                           "redis_p50_us": Figure([p50 for p50, _ in redis_one]),
+                           "pocket_cpu_us": median_cpu([cpu for _, cpu in one]),
+                           "redis_cpu_us": median_cpu([cpu for _, cpu in redis_one])}
         return results
 
     # MARK: P3
@@ -431,6 +462,12 @@ def main():
         s = small[op]
         add(f"P2 1 KiB {op}, 1 client, p50", s["pocket_p50_us"].text("µs"), s["redis_p50_us"].text("µs") + f" (Redis {redis})",
             ratio(s["pocket_p50_us"].median, s["redis_p50_us"].median), "≤ 1.0")
+    for op in ("put", "get"):
+        s = small[op]
+        cpu = lambda c: (f"{c['client_user']:.0f}+{c['client_system']:.0f} µs client, "
+                         f"{c['server_user']:.0f}+{c['server_system']:.0f} server")
+        add(f"   CPU per {op}, user+kernel", cpu(s["pocket_cpu_us"]), cpu(s["redis_cpu_us"]) + " (Redis)",
+            ratio(sum(s["pocket_cpu_us"].values()), sum(s["redis_cpu_us"].values())), "(reference)")
     for op, redis in (("put", "SET"), ("get", "GET")):
         l = large[op]
         add(f"P3 64 MiB {op} vs iperf3", l["pocket"].text("MiB/s", mib), f"{large['iperf3_bytes_per_s'] / mib:,.0f} MiB/s (iperf3, 1 stream)",
