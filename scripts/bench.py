@@ -263,7 +263,11 @@ class Bench:
             runs = self.repeat(lambda: busy(lambda: json.loads(sh(fio))["jobs"][0]["read"]["bw_bytes"]))
         finally:
             subprocess.run(["umount", mount], capture_output=True)
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # it never mounted
+                server.kill()
+                server.wait()
             shutil.rmtree(mount, ignore_errors=True)
         return {"read": Figure([rate for rate, _, _ in runs]),
                 "cpu": statistics.median(cores * wall / size for _, cores, wall in runs)}
