@@ -142,7 +142,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
         let id = nextRequestID
         nextRequestID &+= 1
-        let deadline = NIODeadline.now() + timeout
+        // The loop's clock, not the wall's: the same on a real loop, virtual on a test's.
+        let deadline = context.eventLoop.now + timeout
         pending[id] = Pending(promise: promise, deadline: deadline, timeout: timeout)
         armTimer(for: deadline, context)
 
@@ -208,13 +209,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private func expire() {
         timer = nil
         timerDeadline = nil
-        let now = NIODeadline.now()
+        guard let context else { return }
+        let now = context.eventLoop.now
         let expired = pending.filter { $0.value.deadline <= now }
         for (id, entry) in expired {
             pending.removeValue(forKey: id)
             entry.promise.fail(PocketError(.timedOut, "no answer from \(endpoint) within \(entry.timeout.seconds) s"))
         }
-        if let next = pending.values.map(\.deadline).min(), let context { armTimer(for: next, context) }
+        if let next = pending.values.map(\.deadline).min() { armTimer(for: next, context) }
     }
 }
 

@@ -13,11 +13,13 @@ public struct CapabilitySigner: Sendable {
         self.lifetime = lifetime
     }
 
+    /// A capability valid from `now` (seconds since the epoch; tests pass their own) for `lifetime`.
     public func sign(
-        job: JobID, rights: Capability.Rights, blocks: ClosedRange<BlockID>, lifetime: Duration? = nil
+        job: JobID, rights: Capability.Rights, blocks: ClosedRange<BlockID>, lifetime: Duration? = nil,
+        now: Int64 = Capability.now()
     ) -> Capability {
         let seconds = (lifetime ?? self.lifetime).components.seconds
-        var capability = Capability(job: job, rights: rights, blocks: blocks, expiry: Capability.now() + seconds)
+        var capability = Capability(job: job, rights: rights, blocks: blocks, expiry: now + seconds)
         capability.mac = mac(capability)
         return capability
     }
@@ -28,12 +30,15 @@ public struct CapabilitySigner: Sendable {
         sign(job: job, rights: .control, blocks: Capability.everyBlock, lifetime: .seconds(60))
     }
 
-    /// Throws `unauthorized` unless `capability` is genuine, unexpired, for `job` and grants `rights`.
-    public func check(_ capability: Capability, job: JobID, rights: Capability.Rights) throws(PocketError) {
+    /// Throws `unauthorized` unless `capability` is genuine, unexpired at `now`, for `job` and
+    /// grants `rights`.
+    public func check(
+        _ capability: Capability, job: JobID, rights: Capability.Rights, now: Int64 = Capability.now()
+    ) throws(PocketError) {
         guard capability.job == job, capability.rights.isSuperset(of: rights) else {
             throw PocketError(.unauthorized, "capability does not grant \(rights) on job \(job)")
         }
-        guard capability.expiry >= Capability.now() else {
+        guard capability.expiry >= now else {
             throw PocketError(.unauthorized, "capability expired")
         }
         // Compared in constant time: a forger learns nothing from how long a refusal takes.
@@ -47,7 +52,8 @@ public struct CapabilitySigner: Sendable {
     /// specialised for the caller's sequence: unspecialised, its iteration cost more than the MAC.)
     @inlinable
     public func check(
-        _ capabilities: [Capability], covering ids: some Sequence<BlockID>, job: JobID, rights: Capability.Rights
+        _ capabilities: [Capability], covering ids: some Sequence<BlockID>, job: JobID, rights: Capability.Rights,
+        now: Int64 = Capability.now()
     ) throws(PocketError) {
         var verified = [Bool](repeating: false, count: capabilities.count)
         for id in ids {
@@ -55,7 +61,7 @@ public struct CapabilitySigner: Sendable {
                 throw PocketError(.unauthorized, "no capability grants \(rights) on block \(id) of job \(job)")
             }
             if !verified[index] {
-                try check(capabilities[index], job: job, rights: rights)
+                try check(capabilities[index], job: job, rights: rights, now: now)
                 verified[index] = true
             }
         }

@@ -10,11 +10,11 @@ import Testing
             let home = try temporaryDirectory("cli")
             defer { try? FileManager.default.removeItem(at: home) }
             let controller = cluster.controller.endpoint.description
-            func run(_ arguments: String..., input: URL? = nil) throws -> PocketRun {
-                try pocket(arguments, controller: controller, home: home, input: input)
+            func run(_ arguments: String..., input: URL? = nil) async throws -> PocketRun {
+                try await pocket(arguments, controller: controller, home: home, input: input)
             }
 
-            var result = try run("job", "register", "cli", "--lambdas", "10", "--capacity", "2GiB")
+            var result = try await run("job", "register", "cli", "--lambdas", "10", "--capacity", "2GiB")
             #expect(result.status == 0, "\(result.errors)")
             let tokenFile = home.appendingPathComponent("tokens/127.0.0.1_\(cluster.controller.endpoint.port)/cli")
             let mode = try FileManager.default.attributesOfItem(atPath: tokenFile.path)[.posixPermissions] as? Int
@@ -22,28 +22,28 @@ import Testing
 
             let source = home.appendingPathComponent("input")
             try Data(pattern(3 << 20 + 5, seed: 1).readableBytesView).write(to: source)
-            result = try run("put", "cli", "data/part-0", source.path)
+            result = try await run("put", "cli", "data/part-0", source.path)
             #expect(result.status == 0, "\(result.errors)")
-            result = try run("put", "cli", "data/note", input: source)  // from standard input
+            result = try await run("put", "cli", "data/note", input: source)  // from standard input
             #expect(result.status == 0, "\(result.errors)")
             let copy = home.appendingPathComponent("copy")
-            result = try run("get", "cli", "data/part-0", copy.path)
+            result = try await run("get", "cli", "data/part-0", copy.path)
             #expect(result.status == 0, "\(result.errors)")
             #expect(try Data(contentsOf: copy) == Data(contentsOf: source))
 
-            result = try run("ls", "cli", "data/")
+            result = try await run("ls", "cli", "data/")
             #expect(result.output == "data/note\ndata/part-0\n")
-            result = try run("ls", "cli", "data/p")
+            result = try await run("ls", "cli", "data/p")
             #expect(result.output == "data/part-0\n")
-            result = try run("rm", "cli", "data/note")
+            result = try await run("rm", "cli", "data/note")
             #expect(result.status == 0)
-            result = try run("get", "cli", "data/note", home.appendingPathComponent("x").path)
+            result = try await run("get", "cli", "data/note", home.appendingPathComponent("x").path)
             #expect(result.status != 0)
             #expect(result.errors.contains("not found"))
 
-            result = try run("job", "list")
+            result = try await run("job", "list")
             #expect(result.output.contains("cli"))
-            result = try run("job", "show", "cli")
+            result = try await run("job", "show", "cli")
             #expect(result.output.contains("max_lambdas=10"))
             #expect(result.output.contains("capacity=2 GiB"))
             #expect(result.output.contains("weight map"))
@@ -53,7 +53,7 @@ import Testing
             #expect(result.output.contains("cost: $"))
             #expect(result.output.contains("(dram 127.0.0.1:"))
 
-            result = try run("status", "--json")
+            result = try await run("status", "--json")
             let status = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
             let servers = try #require(status?["servers"] as? [[String: Any]])
             #expect(servers.count == 3)
@@ -74,31 +74,31 @@ import Testing
             let allocated = servers.compactMap { $0["allocated_bytes"] as? Int }.reduce(0, +)
             #expect(allocated == 2 << 30)
 
-            result = try run("status")
+            result = try await run("status")
             #expect(result.output.contains("storage"))
 
-            result = try run("job", "deregister", "cli")
+            result = try await run("job", "deregister", "cli")
             #expect(result.status == 0, "\(result.errors)")
             #expect(!FileManager.default.fileExists(atPath: tokenFile.path))
-            result = try run("job", "deregister", "cli")
+            result = try await run("job", "deregister", "cli")
             #expect(result.status != 0)
         }
     }
 
-    @Test func thePolicyIsShownAndBadPolicyFilesAreRefused() throws {
+    @Test func thePolicyIsShownAndBadPolicyFilesAreRefused() async throws {
         let home = try temporaryDirectory("policy")
         defer { try? FileManager.default.removeItem(at: home) }
-        var result = try pocket(["controller", "--show-policy"], controller: "127.0.0.1:1", home: home)
+        var result = try await pocket(["controller", "--show-policy"], controller: "127.0.0.1:1", home: home)
         #expect(result.status == 0, "\(result.errors)")
         let policy = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
         #expect(policy?["per_lambda_throughput"] as? String == "600Mb/s")
         #expect((policy?["tiers"] as? [String: Any])?.keys.sorted() == ["dram", "hdd", "ssd"])
         let file = home.appendingPathComponent("policy.json")
         try Data(#"{"tiers": {"ssd": {"node_capacity": "4TB"}}}"#.utf8).write(to: file)
-        result = try pocket(["controller", "--show-policy", "--policy", file.path], controller: "127.0.0.1:1", home: home)
+        result = try await pocket(["controller", "--show-policy", "--policy", file.path], controller: "127.0.0.1:1", home: home)
         #expect(result.output.contains(#""node_capacity": "4TB""#))
         try Data(#"{"tiers": {"ssd": {"node_capacity": "lots"}}}"#.utf8).write(to: file)
-        result = try pocket(["controller", "--policy", file.path], controller: "127.0.0.1:1", home: home)
+        result = try await pocket(["controller", "--policy", file.path], controller: "127.0.0.1:1", home: home)
         #expect(result.status != 0)
         #expect(result.errors.contains("ssd.node_capacity"))
     }
@@ -107,7 +107,7 @@ import Testing
         try await withCluster { cluster, client in
             let home = try temporaryDirectory("soak")
             defer { try? FileManager.default.removeItem(at: home) }
-            let result = try pocket(
+            let result = try await pocket(
                 ["soak", "--clients", "50", "--duration", "3", "--json"], controller: cluster.controller.endpoint.description,
                 home: home)
             #expect(result.status == 0, "\(result.output) \(result.errors)")
@@ -126,7 +126,7 @@ import Testing
             let home = try temporaryDirectory("bench")
             defer { try? FileManager.default.removeItem(at: home) }
             for op in ["put", "get"] {
-                let result = try pocket(
+                let result = try await pocket(
                     ["bench", "--op", op, "--size", "70KiB", "--count", "200", "--concurrency", "4", "--json"],
                     controller: cluster.controller.endpoint.description, home: home)
                 #expect(result.status == 0, "\(result.errors)")
@@ -147,10 +147,10 @@ import Testing
     @Test func badArgumentsGetClearErrors() async throws {
         let home = try temporaryDirectory("args")
         defer { try? FileManager.default.removeItem(at: home) }
-        let result = try pocket(["job", "register", "x", "--capacity", "lots"], controller: "127.0.0.1:1", home: home)
+        let result = try await pocket(["job", "register", "x", "--capacity", "lots"], controller: "127.0.0.1:1", home: home)
         #expect(result.status != 0)
         #expect(result.errors.contains("capacity"))
-        let unreachable = try pocket(["job", "list"], controller: "127.0.0.1:1", home: home)
+        let unreachable = try await pocket(["job", "list"], controller: "127.0.0.1:1", home: home)
         #expect(unreachable.status != 0)
         #expect(unreachable.errors.contains("cannot connect"))
     }

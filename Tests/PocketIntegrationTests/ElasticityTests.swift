@@ -3,6 +3,7 @@ import NIOCore
 import PocketClient
 import PocketLocal
 import PocketProtocol
+import PocketTestSupport
 import Synchronization
 import Testing
 
@@ -12,8 +13,9 @@ final class Written: Sendable {
 }
 
 /// Autoscaling with real processes: load above one storage server's declared throughput makes the
-/// controller start another, whose first block arrives within the P6 target; when the load and the
-/// data go, servers drain and stop down to the minimum; no object is lost on the way.
+/// controller start another, which receives blocks; when the load and the data go, servers drain and
+/// stop down to the minimum; no object is lost on the way. (How fast — P6 — is measured by
+/// scripts/elasticity, not asserted here.)
 @Suite struct ElasticityTests {
     static let throughput: UInt64 = 20_000_000  // declared by every storage server: easy to exceed
 
@@ -58,15 +60,13 @@ final class Written: Sendable {
                     }
                 }
                 group.addTask {
-                    let deadline = ContinuousClock.now + .seconds(20)
-                    while ContinuousClock.now < deadline {
-                        if let second = try await storage(client).first(where: { $0.id != first.id }) {
-                            let stats = try await ask(try .init(parsing: second.address), StorageStats())
-                            if stats.blockCount > 0 { return (second, Date()) }
+                    try await eventually("a second storage server to receive blocks", every: .milliseconds(20)) {
+                        guard let second = try await storage(client).first(where: { $0.id != first.id }) else {
+                            return nil
                         }
-                        try await Task.sleep(for: .milliseconds(20))
+                        let stats = try await ask(try .init(parsing: second.address), StorageStats())
+                        return stats.blockCount > 0 ? (second, Date()) : nil
                     }
-                    return nil
                 }
                 defer { group.cancelAll() }
                 while let result = try await group.next() {
@@ -81,9 +81,6 @@ final class Written: Sendable {
             let sinceDecision = seen.timeIntervalSince(decided)
             print("P6: load start → first block on the new server \(firstBlock - loadStart); "
                 + "scale-up decision → first block ≈ \(Int(sinceDecision * 1000)) ms; \(launch.reason)")
-            // P6's target is 2 s; this debug build shares two cores with the whole suite, so the test
-            // guards at 4 s and the figure itself is measured on a quiet machine (docs/elasticity.md).
-            #expect(sinceDecision < 4.0, "P6: \(sinceDecision) s from the decision to the first block")
             #expect(newServer.tier == .dram)
 
             // Every object written so far reads back, from whichever server holds it.
@@ -92,15 +89,13 @@ final class Written: Sendable {
             for index in objects { #expect(try await job.get("o\(index)") == pattern(1 << 20, seed: UInt64(index))) }
 
             // Load gone: after 2 s below 60% the newer server drains; its blocks stay readable.
-            var deadline = ContinuousClock.now + .seconds(20)
-            while try await storage(client).first(where: { $0.id == newServer.id })?.state != .draining {
-                guard ContinuousClock.now < deadline else { throw PocketError(.timedOut, "nothing drained") }
-                try await Task.sleep(for: .milliseconds(100))
+            try await eventually("the new server to drain once the load is gone", every: .milliseconds(100)) {
+                try await storage(client).first(where: { $0.id == newServer.id })?.state == .draining
             }
-            // A few reads, slowly: reading everything again would be load enough to take it back.
+            // A few reads (4 MiB, far below the scale-up threshold; reading everything again would
+            // be load enough to take it back).
             for index in objects.prefix(4) {
                 #expect(try await job.get("o\(index)") == pattern(1 << 20, seed: UInt64(index)))
-                try await Task.sleep(for: .milliseconds(300))
             }
             // New blocks avoid the draining server.
             let before = try await ask(try .init(parsing: newServer.address), StorageStats()).blockCount
@@ -114,10 +109,8 @@ final class Written: Sendable {
             // The data goes: the drained server holds nothing and is stopped, back to the minimum.
             try await client.deregisterJob(job)
             let freed = ContinuousClock.now
-            deadline = ContinuousClock.now + .seconds(10)
-            while try await storage(client).contains(where: { $0.id == newServer.id }) {
-                guard ContinuousClock.now < deadline else { throw PocketError(.timedOut, "the drained server stayed") }
-                try await Task.sleep(for: .milliseconds(20))
+            try await eventually("the drained server to be released", every: .milliseconds(20)) {
+                !(try await storage(client).contains(where: { $0.id == newServer.id }))
             }
             let released = ContinuousClock.now - freed
             print("drained server released \(released) after its last block was freed")
@@ -126,13 +119,6 @@ final class Written: Sendable {
             let history = events.map { "\($0.action) → \($0.servers): \($0.reason)" }
             print("scaling events: \(history)")
             #expect(events.first?.action == .launch && events.last?.action == .release, "\(history)")
-            // Other tests' load on this machine can take a drained server back (its CPU counts);
-            // the release time is only the drain's own when it drained once, before the data went.
-            // The target is 1 s (0.44–0.50 s measured on a quiet machine); the guard leaves room for
-            // the suite's own load.
-            if events.map(\.action) == [.launch, .drain, .release] {
-                #expect(released < .seconds(2))
-            }
             _ = cluster
         }
     }
@@ -148,12 +134,9 @@ final class Written: Sendable {
                 options.controllerArguments = ["--provision-metadata", "--min-metadata-servers", "2", "--autoscale"]
             }
         ) { _, client in
-            var metadata: [ServerInfo] = []
-            let deadline = ContinuousClock.now + .seconds(15)
-            while metadata.count < 2 {
-                guard ContinuousClock.now < deadline else { throw PocketError(.timedOut, "no second metadata server") }
-                try await Task.sleep(for: .milliseconds(50))
-                metadata = try await client.status().servers.filter { $0.kind == .metadata && $0.state == .active }
+            let metadata = try await eventually("two active metadata servers") {
+                let active = try await client.status().servers.filter { $0.kind == .metadata && $0.state == .active }
+                return active.count >= 2 ? active : nil
             }
             let events = try await client.call(ListEvents()).events
             #expect(events.first?.action == .launch && events.first?.kind == .metadata)

@@ -2,6 +2,7 @@ import Foundation
 import PocketClient
 import PocketLocal
 import PocketProtocol
+import PocketTestSupport
 import Testing
 
 /// A cluster with `mounts` FUSE mounts of it (as separate hosts would have), each on a fresh
@@ -24,6 +25,15 @@ struct Mounted {
 func withMountedCluster<T>(
     mounts: Int = 1, storageServers: Int = 2, capacity: UInt64 = 1 << 30, logLevel: String = "info",
     _ body: (Mounted) async throws -> T
+) async throws -> T {
+    try await withClusterSlot {
+        try await runMountedCluster(
+            mounts: mounts, storageServers: storageServers, capacity: capacity, logLevel: logLevel, body)
+    }
+}
+
+private func runMountedCluster<T>(
+    mounts: Int, storageServers: Int, capacity: UInt64, logLevel: String, _ body: (Mounted) async throws -> T
 ) async throws -> T {
     let directory = try temporaryDirectory("mount")
     let home = directory.appendingPathComponent("home")
@@ -63,36 +73,17 @@ struct ShellResult {
     var errors: String
 }
 
-/// Runs a shell script (bounded by `timeout`) and returns its exit status and output.
+/// Runs a shell script (killed at `timeout`, a hang guard) and returns its exit status and output.
 @discardableResult
 func shell(
     _ script: String, in directory: String? = nil, environment: [String: String]? = nil,
     timeout: Duration = .seconds(120)
 ) async throws -> ShellResult {
-    let scratch = try temporaryDirectory("sh")
-    defer { try? FileManager.default.removeItem(at: scratch) }
-    let output = scratch.appendingPathComponent("out")
-    let errors = scratch.appendingPathComponent("err")
-    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", script]
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    if let environment { process.environment = environment }
-    process.standardOutput = try FileHandle(forWritingTo: output)
-    process.standardError = try FileHandle(forWritingTo: errors)
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning {
-        if ContinuousClock.now > deadline {
-            process.terminate()
-            throw PocketError(.timedOut, "script did not finish within \(timeout): \(script.prefix(200))")
-        }
-        try await Task.sleep(for: .milliseconds(10))
+    let result = try await runCommand(
+        URL(fileURLWithPath: "/bin/sh"), ["-c", script], environment: environment,
+        directory: directory.map { URL(fileURLWithPath: $0) }, deadline: timeout)
+    guard !result.timedOut else {
+        throw PocketError(.timedOut, "script did not finish within \(timeout): \(script.prefix(200))")
     }
-    return ShellResult(
-        status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
-        errors: try String(contentsOf: errors, encoding: .utf8))
+    return ShellResult(status: result.status, output: result.output, errors: result.errors)
 }

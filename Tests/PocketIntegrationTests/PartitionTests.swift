@@ -2,6 +2,7 @@ import Foundation
 import PocketLocal
 import PocketProtocol
 import PocketRPC
+import PocketTestSupport
 import Synchronization
 import Testing
 
@@ -57,28 +58,21 @@ import Testing
             try await cluster.expectContents("near", "data", nearData)
             let farBlocksBeforeCut = try await cluster.blockCounts(totalling: 16 + singles.count + 64 + 2 * 64)[farID] ?? 0
 
-            // 2. During the partition.
+            // 2. During the partition. How long each step takes is `scripts/faults`'s to measure;
+            // here, what happens: errors that are clear and come (the commands' deadline is a
+            // hang guard), and no data lost.
             let cut = ContinuousClock.now
             try cluster.network.partition("far")
             // A put issued before the controller notices still places blocks on "far": with one
-            // copy per block it may fail, but clearly and without hanging — after the 3 s connect
-            // timeout, plus up to the metadata server's 5 s free timeout when it hands back the
-            // put's blocks while it still takes "far" for live (it waits for frees before replying).
+            // copy per block it may fail, but clearly and without hanging.
             let earlyFile = try cluster.file("early", size: 4 << 20, seed: 4)
             async let early = cluster.pocket(["put", "both", "early", earlyFile.path])
-            let timeToDead = try await cluster.waitFor(far, state: "dead", within: .seconds(6))
+            let timeToDead = try await cluster.waitFor(far, state: "dead")
             let earlyPut = try await early
             print("partition: far marked dead after \(timeToDead); a put in that window: \(earlyPut.summary)")
-            // Dead after 3 s without a heartbeat (they come every 0.5 s), checked every 0.25 s: 2.5 to
-            // 3.25 s after the cut, seen here up to one `pocket status` later (alone: at most 3.1 s;
-            // with the whole suite on two cores, 3.77 s once).
-            #expect(timeToDead > .seconds(2), "dead before 3 s of silence")
-            #expect(timeToDead < .seconds(4.5))
-            #expect(earlyPut.elapsed < .seconds(9.5))
             #expect(earlyPut.status == 0 || earlyPut.errors.contains("I/O error"), "\(earlyPut.errors)")
 
-            // Reads of blocks on "far" fail within 5 s with an I/O error naming the server; the
-            // others read. All at once, each timed on its own.
+            // Reads of blocks on "far" fail with an I/O error naming the server; the others read.
             let reads = try await withThrowingTaskGroup(of: (String, NamespacedRun).self) { group in
                 for key in ["striped", "inline"] + singles.indices.map({ "one/\($0)" }) {
                     group.addTask { (key, try await cluster.pocket(["get", "both", key, cluster.output(key).path])) }
@@ -88,7 +82,6 @@ import Testing
             var failedSingles = 0
             for (key, run) in reads.sorted(by: { $0.key < $1.key }) {
                 print("partition: get \(key): \(run.summary)")
-                #expect(run.elapsed < .seconds(5), "get \(key) took \(run.elapsed)")
                 if run.status != 0 {
                     #expect(
                         run.errors.contains("I/O error") && run.errors.contains("storage server \(farID)"),
@@ -100,26 +93,27 @@ import Testing
             // Two copies: nothing is lost, the copy on the core serves.
             let replicated = try await cluster.pocket(["get", "kept", "striped", cluster.output("kept").path])
             print("partition: get of a replicated object: \(replicated.summary)")
-            #expect(replicated.status == 0 && replicated.elapsed < .seconds(5), "\(replicated.errors)")
+            #expect(replicated.status == 0, "\(replicated.errors)")
             #expect(try Data(contentsOf: cluster.output("kept")) == Data(contentsOf: striped))
             #expect(reads["inline"]?.status == 0)
             #expect(failedSingles == farSingles, "failed reads are exactly the objects on far")
-            // A delete of an object on "far" returns at once; its free waits for "far" to come back.
+            // A delete of an object on "far" succeeds; its free waits for "far" to come back.
             let doomed = singles.indices.first { reads["one/\($0)"]?.status != 0 }
             if let doomed {
                 let removal = try await cluster.succeed("rm", "both", "one/\(doomed)")
                 print("partition: delete of an object on far: \(removal.summary)")
-                #expect(removal.elapsed < .seconds(2))
             }
             for (index, file) in singles.enumerated() where reads["one/\(index)"]?.status == 0 {
                 #expect(try Data(contentsOf: cluster.output("one/\(index)")) == Data(contentsOf: file))
             }
 
-            // New puts go to live servers only once the metadata server has the controller's table
-            // (pushed within 50 ms of a change).
-            try await Task.sleep(for: .milliseconds(300))
+            // New puts go to live servers once the metadata server has the controller's table (it
+            // is pushed on a change; until it arrives, a put may still pick "far" and fail).
             let during = try cluster.file("during", size: 4 << 20, seed: 5)
-            let put = try await cluster.succeed("put", "both", "during", during.path)
+            let put = try await eventually("a put while far is dead to succeed") {
+                let run = try await cluster.pocket(["put", "both", "during", during.path])
+                return run.status == 0 ? run : nil
+            }
             print("partition: put of 4 MiB while far is dead: \(put.summary)")
             try await cluster.expectContents("both", "during", during)
             let listing = try await cluster.succeed("ls", "both")
@@ -135,7 +129,7 @@ import Testing
             try await cluster.succeed("put", "fresh", "x", striped.path)
             try await cluster.expectContents("fresh", "x", striped)
 
-            // 3. After healing: "far" kept its blocks and serves them at once (clients connect to it
+            // 3. After healing: "far" kept its blocks and serves them (clients connect to it
             // directly); its heartbeats resume and it is active again.
             let partitioned = ContinuousClock.now - cut
             let healed = ContinuousClock.now
@@ -145,38 +139,31 @@ import Testing
                 try await cluster.expectContents("both", "one/\(index)", file)
             }
             let readable = ContinuousClock.now - healed
-            #expect(readable < .seconds(5))
-            _ = try await cluster.waitFor(far, state: "active", within: partitioned + .seconds(10))
+            // A heartbeat that timed out drops its connection, so the next one does not wait out
+            // TCP's back-off on it: "far" is active again well before the hang guard.
+            _ = try await cluster.waitFor(far, state: "active")
             let timeToActive = ContinuousClock.now - healed
             print(
                 "partition: lasted \(partitioned); after the heal every object read back within \(readable), "
                     + "far active again after \(timeToActive)")
-            // A heartbeat that timed out dropped its connection, so the next one does not wait out
-            // TCP's back-off on it (before: about the partition's length, 30 s → 24 s).
-            #expect(timeToActive < .seconds(2))
             // The free "far" missed reaches it once it is live again.
             if doomed != nil {
-                let freeDeadline = ContinuousClock.now + .seconds(5)
-                var blocks = -1
-                while blocks != farBlocksBeforeCut - 1, ContinuousClock.now < freeDeadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                    blocks = Int(try await cluster.status().server(far.endpoint)?.blockCount ?? 0)
+                try await eventually("far to hold \(farBlocksBeforeCut - 1) blocks, the missed free applied") {
+                    Int(try await cluster.status().server(far.endpoint)?.blockCount ?? 0) == farBlocksBeforeCut - 1
                 }
-                #expect(blocks == farBlocksBeforeCut - 1, "far holds \(blocks) blocks, \(farBlocksBeforeCut - 1) expected")
             }
 
-            // New blocks go to "far" again once the metadata server has the new table.
-            try await Task.sleep(for: .milliseconds(300))
+            // New blocks go to "far" again once the metadata server has the new table: puts go on
+            // until one of them (by far's own count, reported twice a second) placed a block there.
             let before = try await cluster.status().server(far.endpoint)?.blockCount ?? 0
-            try await cluster.succeed("put", "both", "after", striped.path)
-            try await cluster.expectContents("both", "after", striped)
-            let deadline = ContinuousClock.now + .seconds(5)
-            var grew = false
-            while !grew, ContinuousClock.now < deadline {
-                grew = (try await cluster.status().server(far.endpoint)?.blockCount ?? 0) > before
-                if !grew { try await Task.sleep(for: .milliseconds(100)) }
+            var afterKeys: [String] = []
+            try await eventually("a new block to go to far after it came back", every: .milliseconds(500)) {
+                let key = "after-\(afterKeys.count)"
+                try await cluster.succeed("put", "both", key, striped.path)
+                afterKeys.append(key)
+                return (try await cluster.status().server(far.endpoint)?.blockCount ?? 0) > before
             }
-            #expect(grew, "no new block went to far after it came back")
+            for key in afterKeys { try await cluster.expectContents("both", key, striped) }
         }
     }
 }
@@ -230,7 +217,6 @@ final class SplitCluster: Sendable {
     let controller: LocalProcess
     let coreStorage: LocalProcess
     private let processes: Mutex<[LocalProcess]>
-    private let counter = Atomic<Int>(0)
 
     private init(
         network: NamespaceNetwork, executable: URL, directory: URL, controller: LocalProcess, coreStorage: LocalProcess,
@@ -310,40 +296,19 @@ final class SplitCluster: Sendable {
 
     // MARK: The pocket command, in "core"
 
-    /// Runs `pocket arguments…` in "core"; one that runs past `timeout` is killed and reported.
-    func pocket(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> NamespacedRun {
-        let index = counter.add(1, ordering: .relaxed).newValue
-        let output = directory.appendingPathComponent("cli-\(index).out")
-        let errors = directory.appendingPathComponent("cli-\(index).err")
-        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        let process = Process()
-        process.executableURL = try IPRoute.executable()
-        process.arguments = network.arguments(in: "core", [executable.path] + arguments)
+    /// Runs `pocket arguments…` in "core"; one that runs past `timeout` (a hang guard) is killed
+    /// and reported.
+    func pocket(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> NamespacedRun {
         var environment = ProcessInfo.processInfo.environment
         environment["POCKET_CONTROLLER"] = controller.endpoint.description
         environment["POCKET_HOME"] = directory.appendingPathComponent("home").path
-        process.environment = environment
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = try FileHandle(forWritingTo: errors)
-        process.standardInput = FileHandle.nullDevice
         let started = ContinuousClock.now
-        try process.run()
-        var killed = false
-        while process.isRunning {
-            if ContinuousClock.now - started > timeout || Task.isCancelled {
-                kill(process.processIdentifier, SIGKILL)
-                killed = true
-                process.waitUntilExit()
-                break
-            }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
+        let result = try await runCommand(
+            try IPRoute.executable(), network.arguments(in: "core", [executable.path] + arguments),
+            environment: environment, deadline: timeout)
         let elapsed = ContinuousClock.now - started
-        var run = NamespacedRun(
-            status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
-            errors: try String(contentsOf: errors, encoding: .utf8), elapsed: elapsed)
-        if killed { run.errors += "\n(killed after \(elapsed): past its \(timeout) or the test's end)" }
+        var run = NamespacedRun(status: result.status, output: result.output, errors: result.errors, elapsed: elapsed)
+        if result.timedOut { run.errors += "\n(killed after \(elapsed): past its \(timeout) or the test's end)" }
         return run
     }
 
@@ -366,28 +331,21 @@ final class SplitCluster: Sendable {
     }
 
     /// Polls `pocket status` until `process`'s server is in `state`; returns how long that took.
-    func waitFor(_ process: LocalProcess, state: String, within timeout: Duration = .seconds(20)) async throws
-        -> Duration
-    {
+    func waitFor(_ process: LocalProcess, state: String) async throws -> Duration {
         let started = ContinuousClock.now
-        while ContinuousClock.now - started < timeout {
-            if try await status().server(process.endpoint)?.state == state { return ContinuousClock.now - started }
-            try await Task.sleep(for: .milliseconds(50))
+        try await eventually("\(process.role) to be \(state)") {
+            try await status().server(process.endpoint)?.state == state
         }
-        throw PocketError(.timedOut, "\(process.role) not \(state) within \(timeout)")
+        return ContinuousClock.now - started
     }
 
     /// Blocks per storage server once their reports add up to `total` (reports come twice a second).
     func blockCounts(totalling total: Int) async throws -> [UInt32: Int] {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
+        try await eventually("storage servers to report \(total) blocks") {
             let storage = try await status().servers.filter { $0.kind == "storage" }
-            if storage.reduce(0, { $0 + Int($1.blockCount) }) == total {
-                return Dictionary(uniqueKeysWithValues: storage.map { ($0.id, Int($0.blockCount)) })
-            }
-            try await Task.sleep(for: .milliseconds(100))
+            guard storage.reduce(0, { $0 + Int($1.blockCount) }) == total else { return nil }
+            return Dictionary(uniqueKeysWithValues: storage.map { ($0.id, Int($0.blockCount)) })
         }
-        throw PocketError(.timedOut, "storage servers did not report \(total) blocks")
     }
 
     // MARK: Files
@@ -424,13 +382,15 @@ final class SplitCluster: Sendable {
 func withSplitCluster<T>(_ body: (SplitCluster) async throws -> T) async throws -> T {
     let directory = try temporaryDirectory("partition")
     defer { try? FileManager.default.removeItem(at: directory) }
-    return try await withNamespaceNetwork(hosts: ["core", "far"]) { network in
-        let cluster = try await SplitCluster.start(network: network, directory: directory)
-        let result = await capture { try await body(cluster) }
-        await cluster.stop()
-        if case .failure = result {
-            for process in cluster.all { print("---- \(process.role) log ----\n\(process.log.suffix(3000))") }
+    return try await withClusterSlot {
+        try await withNamespaceNetwork(hosts: ["core", "far"]) { network in
+            let cluster = try await SplitCluster.start(network: network, directory: directory)
+            let result = await capture { try await body(cluster) }
+            await cluster.stop()
+            if case .failure = result {
+                for process in cluster.all { print("---- \(process.role) log ----\n\(process.log.suffix(3000))") }
+            }
+            return try result.get()
         }
-        return try result.get()
     }
 }

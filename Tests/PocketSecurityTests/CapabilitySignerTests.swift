@@ -84,6 +84,23 @@ import Testing
         #expect(throws: PocketError.self) { try signer.check([], covering: [10], job: 9, rights: .read) }
     }
 
+    @Test func aCapabilityIsHonouredUntilItsExpiryAndRefusedAfter() throws {
+        // On a chosen clock: signed at t = 1,000,000 for 120 s.
+        let start: Int64 = 1_000_000
+        let capability = signer.sign(job: 9, rights: .read, blocks: 1...5, lifetime: .seconds(120), now: start)
+        #expect(capability.expiry == start + 120)
+        try signer.check(capability, job: 9, rights: .read, now: start)
+        try signer.check(capability, job: 9, rights: .read, now: start + 120)
+        #expect(throws: PocketError(.unauthorized, "capability expired")) {
+            try signer.check(capability, job: 9, rights: .read, now: start + 121)
+        }
+        #expect(throws: PocketError(.unauthorized, "capability expired")) {
+            try signer.check([capability], covering: [1, 5], job: 9, rights: .read, now: start + 121)
+        }
+        #expect(capability.isUsable(margin: 60, now: start + 59))
+        #expect(!capability.isUsable(margin: 60, now: start + 60), "a client renews it before it lapses")
+    }
+
     @Test func anExpiredCapabilityIsRefused() {
         let expired = signer.sign(job: 9, rights: .read, blocks: 1...5, lifetime: .seconds(-1))
         #expect(throws: PocketError(.unauthorized, "capability expired")) {
