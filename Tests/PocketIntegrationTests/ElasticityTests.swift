@@ -60,13 +60,17 @@ final class Written: Sendable {
                     }
                 }
                 group.addTask {
-                    try await eventually("a second storage server to receive blocks", every: .milliseconds(20)) {
+                    // Typed, so that "not yet" (nil) cannot be taken for the group's nil result.
+                    let found: (ServerInfo, Date) = try await eventually(
+                        "a second storage server to receive blocks", every: .milliseconds(20)
+                    ) {
                         guard let second = try await storage(client).first(where: { $0.id != first.id }) else {
                             return nil
                         }
                         let stats = try await ask(try .init(parsing: second.address), StorageStats())
                         return stats.blockCount > 0 ? (second, Date()) : nil
                     }
+                    return found
                 }
                 defer { group.cancelAll() }
                 while let result = try await group.next() {

@@ -9,6 +9,8 @@ public struct WaitTimedOut: Error, CustomStringConvertible {
 /// Polls `probe` every `interval` until it returns a value, and returns that value; throws
 /// `WaitTimedOut` naming `description` (and the last probe error, if any) once `deadline` has
 /// passed. A probe that throws counts as "not yet": a server still starting, a state not reached.
+/// Where the call's context is itself optional, name `T` (`let x: Found = try await eventually…`):
+/// otherwise the probe's "not yet" can be taken for a found `nil`.
 @discardableResult
 public func eventually<T>(
     _ description: @autoclosure () -> String, deadline: Duration = .seconds(60),
