@@ -132,7 +132,11 @@ let package = Package(
         .testTarget(
             name: "PocketSecurityTests",
             dependencies: ["PocketSecurity", "PocketProtocol", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "PocketFUSETests", dependencies: ["PocketFUSE", "PocketProtocol"]),
+        .testTarget(
+            name: "PocketFUSETests",
+            dependencies: [
+                "PocketFUSE", "PocketProtocol", "PocketTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol", "PocketSecurity"]),
         .testTarget(

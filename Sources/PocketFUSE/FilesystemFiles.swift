@@ -38,7 +38,7 @@ extension PocketFilesystem {
         var settings = OpenFile.Settings(blockSize: job.blockSize, inlineLimit: job.inlineLimit)
         settings.maxDirtyBytes = self.settings.maxDirtyBytesPerFile
         settings.readAheadBlocks = self.settings.readAheadBlocks
-        return OpenFile(job: job, path: path, location: location, settings: settings, budget: dirtyBudget) {
+        return OpenFile(backend: job, path: path, location: location, settings: settings, budget: dirtyBudget) {
             [weak self] work in
             self?.submit(work)
         }

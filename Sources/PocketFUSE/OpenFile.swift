@@ -1,7 +1,5 @@
 import NIOCore
-import PocketClient
 import PocketProtocol
-import Synchronization
 
 /// A file's content as this mount sees it while the file is open: the committed layout, plus dirty
 /// blocks in memory and written blocks (uploaded, not yet committed). Writes land in memory and full
@@ -24,7 +22,7 @@ actor OpenFile {
         var version: UInt64
     }
 
-    let job: PocketJob
+    let backend: any OpenFileBackend
     let settings: Settings
     private let budget: DirtyBudget
     /// Dirty bytes this file has counted against the mount-wide budget.
@@ -40,6 +38,10 @@ actor OpenFile {
     private var uploadsInFlight = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
     private var reserve: [BlockRef] = []
+    /// Blocks named by commits still under way (how many name each), and those of them replaced or
+    /// cut meanwhile: they stay the commit's, and are given back only if it fails.
+    private var committing: [BlockID: Int] = [:]
+    private var releaseAfterCommit: [BlockRef] = []
     /// Blocks this file has taken from reservations, which sizes the next one.
     private var taken = 0
     private var version: UInt64 = 0
@@ -54,10 +56,10 @@ actor OpenFile {
     private(set) var committedContent: CommittedContent
 
     init(
-        job: PocketJob, path: String, location: ObjectLocation, settings: Settings, budget: DirtyBudget,
+        backend: any OpenFileBackend, path: String, location: ObjectLocation, settings: Settings, budget: DirtyBudget,
         spawn: @escaping @Sendable (@escaping @Sendable () async -> Void) -> Void
     ) {
-        self.job = job
+        self.backend = backend
         self.budget = budget
         self.path = path
         self.settings = settings
@@ -127,6 +129,11 @@ actor OpenFile {
             let dropped = written.filter { $0.key >= keep }
             for index in dropped.keys { written.removeValue(forKey: index) }
             release(Array(dropped.values))
+            // Stored bytes past the new end are no longer the file's: growing it must read zeros there.
+            if committed.count > keep { committed.removeLast(committed.count - keep) }
+            if let inline, inline.readableBytes > Int(newSize) {
+                self.inline = inline.getSlice(at: inline.readerIndex, length: Int(newSize))
+            }
             let valid = Int(newSize - UInt64(max(keep - 1, 0)) * blockSize)
             if keep > 0, let data = dirty[keep - 1]?.data, data.readableBytes > valid {
                 dirty[keep - 1]!.data.moveWriterIndex(to: data.readerIndex + valid)
@@ -156,7 +163,7 @@ actor OpenFile {
             var content = ByteBufferAllocator().buffer(capacity: Int(size))
             for piece in try await read(at: 0, length: Int(size), prefetch: false) { content.writeImmutableBuffer(piece) }
             guard version == snapshot else { return try await flush() }
-            changedAt = try await job.put(path, content)
+            changedAt = try await backend.put(path, content, persist: false)
             guard version == snapshot else { return try await flush() ?? changedAt }
             release(Array(written.values))
             written = [:]
@@ -183,7 +190,15 @@ actor OpenFile {
             }
             let layoutSize = size
             let layoutVersion = version
-            changedAt = try await job.commit(path, size: layoutSize, blocks: layout)
+            let named = layout.filter { !$0.isHole }.map(\.id)
+            for id in named { committing[id, default: 0] += 1 }
+            do {
+                changedAt = try await backend.commit(path, size: layoutSize, blocks: layout, persist: false)
+                endCommit(named, committed: true)
+            } catch {
+                endCommit(named, committed: false)
+                throw error
+            }
             committed = layout
             committedContent = CommittedContent(size: layoutSize, blocks: layout.map(\.id), inline: nil)
             for (index, ref) in written where index < layout.count && layout[index] == ref {
@@ -292,7 +307,7 @@ actor OpenFile {
         var refs: [BlockRef] = []
         do {
             refs = try await takeReserved(batch.count)
-            try await job.writeBlocks(Array(zip(refs, batch.map(\.data))))
+            try await backend.writeBlocks(Array(zip(refs, batch.map(\.data))))
             finish(batch, refs, nil)
         } catch {
             finish(batch, refs, PocketError(wrappingFUSE: error))
@@ -326,12 +341,15 @@ actor OpenFile {
         await withCheckedContinuation { waiters.append($0) }
     }
 
+    /// Writers and flushes waiting for an upload to finish (what tests watch for back-pressure).
+    var waitingForUploads: Int { waiters.count }
+
     private func takeReserved(_ count: Int) async throws -> [BlockRef] {
         while reserve.count < count {
             // As many as the file took so far, up to the chunk: a small file reserves what it
             // needs, so the blocks it hands back do not skew the job's round-robin placement.
             let chunk = min(max(taken, 1), settings.reserveChunk)
-            reserve += try await job.reserveBlocks(max(count - reserve.count, chunk))
+            reserve += try await backend.reserveBlocks(max(count - reserve.count, chunk))
         }
         taken += count
         let blocks = Array(reserve.prefix(count))
@@ -339,10 +357,25 @@ actor OpenFile {
         return blocks
     }
 
+    /// Ends a commit of the blocks `named`. Those set aside while it was away are the file's if it
+    /// committed (the server frees them when a later commit replaces them), and given back if not.
+    private func endCommit(_ named: [BlockID], committed: Bool) {
+        for id in named {
+            committing[id]! -= 1
+            if committing[id] == 0 { committing.removeValue(forKey: id) }
+        }
+        let done = releaseAfterCommit.filter { committing[$0.id] == nil }
+        releaseAfterCommit.removeAll { committing[$0.id] == nil }
+        if !committed { release(done) }
+    }
+
     private func release(_ blocks: [BlockRef]) {
+        let held = blocks.filter { committing[$0.id] != nil }
+        releaseAfterCommit += held
+        let blocks = held.isEmpty ? blocks : blocks.filter { committing[$0.id] == nil }
         guard !blocks.isEmpty else { return }
-        let job = self.job
-        spawn { await job.release(blocks) }
+        let backend = self.backend
+        spawn { await backend.release(blocks) }
     }
 
     // MARK: Reading
@@ -423,7 +456,7 @@ actor OpenFile {
 
     /// Fetches whole blocks (cut at `length`) into the cache and returns them.
     private func fetch(_ blocks: [(BlockRef, Int)]) async throws -> [ByteBuffer] {
-        let data = try await job.readBlocks(blocks.map { (block: $0.0, length: $0.1) })
+        let data = try await backend.readBlocks(blocks.map { (block: $0.0, length: $0.1) })
         for (block, bytes) in zip(blocks, data) { remember(block.0.id, bytes) }
         return data
     }
@@ -459,43 +492,8 @@ actor OpenFile {
     var currentSize: UInt64 { size }
 }
 
-/// A file's committed content, named by its block ids (never reused) or its inline bytes: when it is
-/// unchanged at the next open, the kernel's cached pages of the file are still right.
-struct CommittedContent: Equatable, Sendable {
-    var size: UInt64
-    var blocks: [BlockID]
-    var inline: ByteBuffer?
-
-    init(size: UInt64, blocks: [BlockID], inline: ByteBuffer?) {
-        self.size = size
-        self.blocks = blocks
-        self.inline = inline
-    }
-
-    init(_ location: ObjectLocation) {
-        self.init(size: location.size, blocks: location.blocks.map(\.id), inline: location.inline)
-    }
-}
-
 extension PocketError {
     init(wrappingFUSE error: any Error) {
         self = (error as? PocketError) ?? PocketError(.io, "\(error)")
     }
-}
-
-/// Dirty bytes across every open file of a mount, so many files written at once stay within one
-/// memory bound.
-final class DirtyBudget: Sendable {
-    let limit: Int
-    private let used = Atomic<Int>(0)
-
-    init(limit: Int) {
-        self.limit = limit
-    }
-
-    func add(_ bytes: Int) {
-        used.add(bytes, ordering: .relaxed)
-    }
-
-    var exceeded: Bool { used.load(ordering: .relaxed) > limit }
 }
