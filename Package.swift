@@ -1,5 +1,8 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 import PackageDescription
+
+/// Every target of ours: warnings are errors (as in swift-nio's CI), so none accumulates.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "Pocket",
@@ -28,7 +31,8 @@ let package = Package(
         // Wire format: frames, opcodes, messages, errors, units. No I/O.
         .target(
             name: "PocketProtocol",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
         ),
         // Framed request/response transport over TCP, optionally TLS: servers and multiplexed client connections.
         .target(
@@ -41,27 +45,36 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // The cluster key, and block capabilities signed and checked with it (HMAC-SHA256).
         .target(
             name: "PocketSecurity",
-            dependencies: ["PocketProtocol", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["PocketProtocol", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
         ),
         .target(
             name: "PocketStorage",
             dependencies: [
                 "PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "PocketMetadata",
-            dependencies: ["PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "PocketController",
-            dependencies: ["PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "PocketProtocol", "PocketRPC", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
         ),
         .target(
             name: "PocketClient",
@@ -70,7 +83,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // The FUSE front-end: /pocket/<job> over PocketClient, on libfuse3's low-level API.
         .target(
@@ -80,17 +94,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Runs a cluster as child processes on this machine (`pocket up`, the local provisioner).
         .target(
             name: "PocketLocal",
             dependencies: [
                 "PocketClient", "PocketController", "PocketSecurity", .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // `pocket simulate`: the controller's policy and autoscaler against a simulated cluster.
-        .target(name: "PocketSimulation", dependencies: ["PocketController", "PocketProtocol"]),
+        .target(name: "PocketSimulation", dependencies: ["PocketController", "PocketProtocol"], swiftSettings: strict),
         // Starts storage and metadata servers as pods through the Kubernetes API.
         .target(
             name: "PocketKubernetes",
@@ -101,10 +117,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // `pocket bench`: put/get load generation and latency statistics.
-        .target(name: "PocketBench", dependencies: ["PocketClient"]),
+        .target(name: "PocketBench", dependencies: ["PocketClient"], swiftSettings: strict),
         .executableTarget(
             name: "pocket",
             dependencies: [
@@ -116,32 +133,40 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Helpers shared by the test targets.
-        .target(name: "PocketTestSupport", path: "Tests/PocketTestSupport"),
-        .testTarget(name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"]),
+        .target(name: "PocketTestSupport", path: "Tests/PocketTestSupport", swiftSettings: strict),
+        .testTarget(
+            name: "PocketProtocolTests", dependencies: ["PocketProtocol", "PocketTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "PocketRPCTests",
             dependencies: [
                 "PocketRPC", "PocketProtocol", "PocketTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]),
-        .testTarget(name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol", "PocketSecurity"]),
+            ], swiftSettings: strict),
+        .testTarget(
+            name: "PocketMetadataTests", dependencies: ["PocketMetadata", "PocketProtocol", "PocketSecurity"],
+            swiftSettings: strict),
         .testTarget(
             name: "PocketSecurityTests",
-            dependencies: ["PocketSecurity", "PocketProtocol", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["PocketSecurity", "PocketProtocol", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         .testTarget(
             name: "PocketFUSETests",
             dependencies: [
                 "PocketFUSE", "PocketProtocol", "PocketTestSupport", .product(name: "NIOCore", package: "swift-nio"),
-            ]),
+            ],
+            swiftSettings: strict),
         .testTarget(
-            name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol", "PocketSecurity"]),
+            name: "PocketStorageTests", dependencies: ["PocketStorage", "PocketProtocol", "PocketSecurity"],
+            swiftSettings: strict),
         .testTarget(
             name: "PocketControllerTests",
-            dependencies: ["PocketController", "PocketProtocol", "PocketSimulation", "PocketTestSupport"]),
+            dependencies: ["PocketController", "PocketProtocol", "PocketSimulation", "PocketTestSupport"],
+            swiftSettings: strict),
         .testTarget(
             name: "PocketKubernetesTests",
             dependencies: [
@@ -152,7 +177,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            exclude: ["Fixtures"]
+            exclude: ["Fixtures"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "PocketIntegrationTests",
@@ -160,7 +186,8 @@ let package = Package(
                 "PocketClient", "PocketProtocol", "PocketRPC", "PocketLocal", "PocketBench", "PocketTestSupport",
                 "PocketSecurity",
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: strict
         ),
     ]
 )

@@ -7,7 +7,7 @@ import PackageDescription
 let package = Package(
     name: "PocketFuzz",
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2")
     ],
     targets: [
         .target(name: "PocketProtocol", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
@@ -15,6 +15,6 @@ let package = Package(
             name: "PocketFuzz",
             dependencies: ["PocketProtocol", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        )
+        ),
     ]
 )

@@ -60,7 +60,9 @@ public enum Bench {
     static func repeated(_ pattern: ByteBuffer, size: Int) -> ByteBuffer {
         var object = ByteBufferAllocator().buffer(capacity: size)
         while object.readableBytes < size {
-            object.writeImmutableBuffer(pattern.getSlice(at: pattern.readerIndex, length: min(pattern.readableBytes, size - object.readableBytes))!)
+            object.writeImmutableBuffer(
+                pattern.getSlice(
+                    at: pattern.readerIndex, length: min(pattern.readableBytes, size - object.readableBytes))!)
         }
         return object
     }
@@ -71,8 +73,9 @@ public enum Bench {
         while checked < chunk.readableBytes {
             let at = (offset + checked) % pattern.readableBytes
             let length = min(chunk.readableBytes - checked, pattern.readableBytes - at)
-            guard chunk.getSlice(at: chunk.readerIndex + checked, length: length)
-                == pattern.getSlice(at: pattern.readerIndex + at, length: length)
+            guard
+                chunk.getSlice(at: chunk.readerIndex + checked, length: length)
+                    == pattern.getSlice(at: pattern.readerIndex + at, length: length)
             else { return false }
             checked += length
         }

@@ -77,7 +77,9 @@ public enum Soak {
             delete: summary(.delete))
     }
 
-    static func runClient(_ client: Int, options: Options, job: PocketJob, until deadline: ContinuousClock.Instant)
+    static func runClient(
+        _ client: Int, options: Options, job: PocketJob, until deadline: ContinuousClock.Instant
+    )
         async -> Tally
     {
         var random = Xorshift(seed: options.seed &+ UInt64(client) &* 0x9E37_79B9_7F4A_7C15)

@@ -112,7 +112,8 @@ final class BlockTransfer: Sendable {
     }
 
     private func authorize(_ rights: Capability.Rights, _ blocks: ClosedRange<BlockID>) async throws -> Capability {
-        let capability = try await metadataConnections.call(metadata, AuthorizeBlocks(auth: auth, rights: rights, blocks: blocks))
+        let capability = try await metadataConnections.call(
+            metadata, AuthorizeBlocks(auth: auth, rights: rights, blocks: blocks))
         capabilities.remember(capability)
         return capability
     }
@@ -190,7 +191,8 @@ final class BlockTransfer: Sendable {
                         "storage server \($0): \(failures[$0].map { "\($0)" } ?? "dead")"
                     }
                     throw PocketError(
-                        .io, "no copy of block \(pieces[index].block.id) could be read (\(reasons.joined(separator: "; ")))")
+                        .io,
+                        "no copy of block \(pieces[index].block.id) could be read (\(reasons.joined(separator: "; ")))")
                 }
                 byServer[server, default: []].append(index)
             }
@@ -201,11 +203,13 @@ final class BlockTransfer: Sendable {
                         jobID: job, capabilities: [capability],
                         ranges: indices.map {
                             BlockRange(
-                                id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset), length: UInt32(pieces[$0].length))
+                                id: pieces[$0].block.id, offset: UInt32(pieces[$0].offset),
+                                length: UInt32(pieces[$0].length))
                         })
                     group.addTask {
                         do {
-                            let reply = try await self.storageConnections.call(try await self.endpoint(of: server), request)
+                            let reply = try await self.storageConnections.call(
+                                try await self.endpoint(of: server), request)
                             guard reply.blocks.count == indices.count else {
                                 throw PocketError(.io, "returned \(reply.blocks.count) of \(indices.count) blocks")
                             }
@@ -221,7 +225,9 @@ final class BlockTransfer: Sendable {
             for (server, indices, answer) in answers {
                 switch answer {
                 case .success(let blocks):
-                    for (index, data) in zip(indices, blocks) { result[index] = try Self.fitted(data, to: pieces[index]) }
+                    for (index, data) in zip(indices, blocks) {
+                        result[index] = try Self.fitted(data, to: pieces[index])
+                    }
                 case .failure(let error as PocketError) where error.code == .unauthorized && !renewed:
                     refused += indices
                 case .failure(let error):

@@ -31,7 +31,8 @@ final class CapabilityCache: Sendable {
                 }
                 // Reservations come with rising ids: a new one almost always goes last.
                 if let last = held.writes.last, last.blocks.lowerBound > capability.blocks.lowerBound {
-                    held.writes.insert(capability, at: Self.firstIndex(in: held.writes, after: capability.blocks.lowerBound))
+                    held.writes.insert(
+                        capability, at: Self.firstIndex(in: held.writes, after: capability.blocks.lowerBound))
                 } else {
                     held.writes.append(capability)
                 }
@@ -50,7 +51,8 @@ final class CapabilityCache: Sendable {
     func read(upTo highest: BlockID) -> Capability? {
         let now = Capability.now()
         return held.withLock { held in
-            guard let read = held.read, read.blocks.upperBound >= highest, read.isUsable(margin: Self.margin, now: now) else {
+            guard let read = held.read, read.blocks.upperBound >= highest, read.isUsable(margin: Self.margin, now: now)
+            else {
                 return nil
             }
             return read

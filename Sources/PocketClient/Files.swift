@@ -85,4 +85,3 @@ final class FileStream {
         PocketError(.io, "\(what) \(path): \(String(cString: strerror(errno)))")
     }
 }
-

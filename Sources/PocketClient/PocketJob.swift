@@ -23,7 +23,8 @@ public final class PocketJob: Sendable {
         blockSize = Int(grant.blockSize)
         inlineLimit = Int(grant.inlineLimit)
         transfer = BlockTransfer(
-            auth: JobAuth(job: grant.jobID, token: grant.token), metadata: metadata, metadataConnections: client.metadataConnections,
+            auth: JobAuth(job: grant.jobID, token: grant.token), metadata: metadata,
+            metadataConnections: client.metadataConnections,
             storageConnections: client.storageConnections, configuration: client.configuration)
     }
 

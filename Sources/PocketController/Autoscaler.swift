@@ -114,7 +114,9 @@ public struct Autoscaler: Sendable {
         // Below the minimum (at start, or after a server died): back up to it at once.
         if count + load.launching < limits.lowerBound {
             belowSince[pool] = nil
-            return grow(load, by: limits.lowerBound - count - load.launching, utilisation, "below the minimum of \(limits.lowerBound)")
+            return grow(
+                load, by: limits.lowerBound - count - load.launching, utilisation,
+                "below the minimum of \(limits.lowerBound)")
         }
         let quiet = quietUntil[pool].map { now < $0 } ?? false
         if utilisation > settings.upper {
@@ -147,16 +149,20 @@ public struct Autoscaler: Sendable {
         }!
         quietUntil[pool] = now + settings.cooldown
         belowSince[pool] = nil
-        let reason = "\(resource) at \(percent(utilisation)) < \(percent(settings.lower)) for \(settings.scaleDownAfter)"
+        let reason =
+            "\(resource) at \(percent(utilisation)) < \(percent(settings.lower)) for \(settings.scaleDownAfter)"
         return [.drain(victim.id, pool, utilisation: utilisation, reason: reason)]
     }
 
     /// Draining servers first (busiest first: they hold the most), then new ones.
     private func grow(_ load: PoolLoad, by count: Int, _ utilisation: Double, _ reason: String) -> [Directive] {
         let reactivated = load.draining.sorted { ($0.capacity, $1.id) > ($1.capacity, $0.id) }.prefix(count)
-        var directives = reactivated.map { Directive.reactivate($0.id, load.pool, utilisation: utilisation, reason: reason) }
+        var directives = reactivated.map {
+            Directive.reactivate($0.id, load.pool, utilisation: utilisation, reason: reason)
+        }
         if count > reactivated.count {
-            directives.append(.launch(load.pool, count: count - reactivated.count, utilisation: utilisation, reason: reason))
+            directives.append(
+                .launch(load.pool, count: count - reactivated.count, utilisation: utilisation, reason: reason))
         }
         return directives
     }

@@ -34,7 +34,8 @@ extension ControllerService {
         case .reactivate(let id, let pool, let utilisation, let reason):
             state.withLock { state in
                 state.reactivate(id, now: now)
-                state.record(.reactivate, pool, count: 1, utilisation: utilisation, reason: reason, time: Self.wallClock())
+                state.record(
+                    .reactivate, pool, count: 1, utilisation: utilisation, reason: reason, time: Self.wallClock())
             }
             logger.info("server taken back into service", metadata: ["server.id": "\(id)", "reason": "\(reason)"])
             tableDirty.store(true, ordering: .releasing)

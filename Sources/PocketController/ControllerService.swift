@@ -139,7 +139,8 @@ public final class ControllerService: RequestHandler, Service {
                     token: job.token, hints: job.info.hints, weightMap: job.info.weightMap))
         } catch {
             state.withLock { $0.forget(request.name) }
-            throw PocketError(.unavailable, "metadata server \(job.info.metadataAddress) did not take the job: \(error)")
+            throw PocketError(
+                .unavailable, "metadata server \(job.info.metadataAddress) did not take the job: \(error)")
         }
         logger.info(
             "job registered",
@@ -153,7 +154,8 @@ public final class ControllerService: RequestHandler, Service {
     private func deregisterJob(_ credentials: JobCredentials) async throws -> Empty {
         await recovered()
         let job = try state.withLock { try $0.authorize(credentials) }
-        let reply = try await metadataCall(job.info.metadataAddress, DropJob(capability: signer.control(job: job.info.id), jobID: job.info.id))
+        let reply = try await metadataCall(
+            job.info.metadataAddress, DropJob(capability: signer.control(job: job.info.id), jobID: job.info.id))
         state.withLock { $0.remove(credentials.name, persisted: reply.persistedObjects > 0) }
         logger.info(
             "job deregistered",
@@ -179,7 +181,9 @@ public final class ControllerService: RequestHandler, Service {
 
     /// Places a job, starting storage servers first when the provisioner can and the job needs them.
     private func placing(
-        _ attempt: @escaping @Sendable (inout ControllerState, ProvisioningRoom?) throws(PocketError) -> ControllerState.Outcome
+        _ attempt:
+            @escaping @Sendable (inout ControllerState, ProvisioningRoom?) throws(PocketError) ->
+            ControllerState.Outcome
     ) async throws -> ControllerState.Job {
         try await placements.run {
             var room = provisioningRoom()

@@ -156,7 +156,8 @@ extension ControllerState {
     /// Active servers of a pool.
     public func count(_ pool: Pool) -> Int {
         servers.values.filter {
-            $0.info.state == .active && $0.info.kind == pool.kind && (pool.kind == .metadata || $0.info.tier == pool.tier)
+            $0.info.state == .active && $0.info.kind == pool.kind
+                && (pool.kind == .metadata || $0.info.tier == pool.tier)
         }.count
     }
 

@@ -195,7 +195,8 @@ public struct ControllerState: Sendable {
         ServerTable(
             servers: servers.values.map(\.info).filter { $0.kind == .storage }.sorted { $0.id < $1.id }.map {
                 StorageServerEntry(
-                    id: $0.id, address: $0.address, tier: $0.tier, state: $0.state, capacityBytes: $0.stats.capacityBytes)
+                    id: $0.id, address: $0.address, tier: $0.tier, state: $0.state,
+                    capacityBytes: $0.stats.capacityBytes)
             })
     }
 

@@ -99,7 +99,8 @@ public enum Placement {
             var sized = primary
             sized.tier = candidate.tier
             let (taken, total) = fill(
-                sized, onto: servers.filter { $0.tier == candidate.tier }, upTo: remaining, smallest: smallestMixedShare)
+                sized, onto: servers.filter { $0.tier == candidate.tier }, upTo: remaining, smallest: smallestMixedShare
+            )
             shares.merge(taken) { $0 + $1 }
             perTier[candidate.tier, default: 0] += total
             remaining -= total

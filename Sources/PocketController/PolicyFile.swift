@@ -83,7 +83,9 @@ extension RightsizingPolicy {
 
     /// A size in the largest unit that writes it exactly ("64GiB", "2500GB"), else bytes.
     private static func exactSize(_ bytes: UInt64) -> String {
-        for (unit, scale) in [("TiB", UInt64(1) << 40), ("GiB", 1 << 30), ("TB", 1_000_000_000_000), ("GB", 1_000_000_000)]
+        for (unit, scale) in [
+            ("TiB", UInt64(1) << 40), ("GiB", 1 << 30), ("TB", 1_000_000_000_000), ("GB", 1_000_000_000),
+        ]
         where bytes % scale == 0 {
             return "\(bytes / scale)\(unit)"
         }
@@ -93,7 +95,8 @@ extension RightsizingPolicy {
     private static func checkKeys(_ object: [String: Any], _ known: Set<String>, in place: String) throws(PocketError) {
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
             throw PocketError(
-                .invalidArgument, "unknown key '\(unknown)' in \(place) (known: \(known.sorted().joined(separator: ", ")))")
+                .invalidArgument,
+                "unknown key '\(unknown)' in \(place) (known: \(known.sorted().joined(separator: ", ")))")
         }
     }
 

@@ -50,7 +50,9 @@ extension PocketFilesystem {
         let (info, servers) = try await jobInfo(jobName)
         let exists = HintAttributes.value(name, job: info, servers: servers) != nil
         if mode == .create, exists { throw FuseError(EEXIST) }
-        if mode == .replace || value == nil, !exists, HintAttributes.writable.contains(name) { throw FuseError(ENODATA) }
+        if mode == .replace || value == nil, !exists, HintAttributes.writable.contains(name) {
+            throw FuseError(ENODATA)
+        }
         let hints: JobHints
         do {
             hints = try HintAttributes.applying(name, value, to: info.hints)
@@ -59,7 +61,8 @@ extension PocketFilesystem {
         } catch .readOnly {
             throw FuseError(EPERM)
         } catch .invalid(let message) {
-            logger.info("rejected hint", metadata: ["job.name": "\(jobName)", "xattr": "\(name)", "reason": "\(message)"])
+            logger.info(
+                "rejected hint", metadata: ["job.name": "\(jobName)", "xattr": "\(name)", "reason": "\(message)"])
             throw FuseError(EINVAL)
         }
         do {

@@ -13,7 +13,9 @@ extension PocketFilesystem {
     /// Takes a handle on a file's open state, shared by all its handles on this mount; `location`
     /// makes the state when there is none yet. Counting happens under the lock, so a release racing
     /// an open never drops a state that a handle still uses.
-    func acquire(_ ino: UInt64, job: PocketJob, path: String, location: () async throws -> ObjectLocation) async throws
+    func acquire(
+        _ ino: UInt64, job: PocketJob, path: String, location: () async throws -> ObjectLocation
+    ) async throws
         -> OpenFile
     {
         if let file = files.withLock({ files -> OpenFile? in

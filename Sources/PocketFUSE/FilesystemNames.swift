@@ -119,7 +119,8 @@ extension PocketFilesystem {
             inodes.withLock { table in
                 for name in names {
                     listing.append(
-                        DirectoryEntry(name: name, ino: table.number(job: name, path: "", lookup: false), kind: .directory))
+                        DirectoryEntry(
+                            name: name, ino: table.number(job: name, path: "", lookup: false), kind: .directory))
                 }
             }
         }

@@ -37,7 +37,7 @@ public final class FuseMount: Service, @unchecked Sendable {
         if options.allowOther { mountOptions += ",allow_other" }
         let arguments = ["pocket", "-o", mountOptions]
         var pointers = arguments.map { strdup($0) }
-        defer { pointers.forEach { free($0) } }
+        defer { for pointer in pointers { free(pointer) } }
         let userdata = Unmanaged.passRetained(filesystem)
         var operations = FuseOperations.table()
         let session = pointers.withUnsafeMutableBufferPointer { argv in
@@ -187,7 +187,9 @@ public enum StaleMounts {
         while index < utf8.endIndex {
             let byte = utf8[index]
             if byte == UInt8(ascii: "\\"), utf8.distance(from: index, to: utf8.endIndex) >= 4,
-                let value = UInt8(String(decoding: utf8[utf8.index(after: index)..<utf8.index(index, offsetBy: 4)], as: UTF8.self), radix: 8)
+                let value = UInt8(
+                    String(decoding: utf8[utf8.index(after: index)..<utf8.index(index, offsetBy: 4)], as: UTF8.self),
+                    radix: 8)
             {
                 bytes.append(value)
                 index = utf8.index(index, offsetBy: 4)

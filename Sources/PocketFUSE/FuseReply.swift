@@ -37,7 +37,9 @@ struct FuseRequest: @unchecked Sendable {
         fuse_reply_open(raw, &info)
     }
 
-    func create(_ attributes: PocketFilesystem.Attributes, _ settings: PocketFilesystem.Settings, _ info: fuse_file_info) {
+    func create(
+        _ attributes: PocketFilesystem.Attributes, _ settings: PocketFilesystem.Settings, _ info: fuse_file_info
+    ) {
         var entry = Self.entryParam(attributes, settings)
         var info = info
         fuse_reply_create(raw, &entry, &info)

@@ -70,20 +70,34 @@ public enum HintAttributes {
             default: throw .invalid("latency_sensitive takes 0 or 1")
             }
         case maxLambdas:
-            guard let value else { hints.maxLambdas = nil; break }
+            guard let value else {
+                hints.maxLambdas = nil
+                break
+            }
             guard let count = UInt32(value), count > 0 else { throw .invalid("max_lambdas takes a positive integer") }
             hints.maxLambdas = count
         case peakThroughput:
-            guard let value else { hints.peakThroughput = nil; break }
+            guard let value else {
+                hints.peakThroughput = nil
+                break
+            }
             guard let rate = try? Units.parseRate(value), rate > 0 else { throw .invalid("bad throughput '\(value)'") }
             hints.peakThroughput = rate
         case capacity:
-            guard let value else { hints.capacity = nil; break }
+            guard let value else {
+                hints.capacity = nil
+                break
+            }
             guard let size = try? Units.parseSize(value), size > 0 else { throw .invalid("bad capacity '\(value)'") }
             hints.capacity = size
         case replication:
-            guard let value else { hints.replication = nil; break }
-            guard let copies = UInt8(value), (1...3).contains(copies) else { throw .invalid("replication takes 1, 2 or 3") }
+            guard let value else {
+                hints.replication = nil
+                break
+            }
+            guard let copies = UInt8(value), (1...3).contains(copies) else {
+                throw .invalid("replication takes 1, 2 or 3")
+            }
             hints.replication = copies
         default:
             throw .unknown

@@ -161,7 +161,9 @@ actor OpenFile {
         let snapshot = version
         if size <= UInt64(settings.inlineLimit) {
             var content = ByteBufferAllocator().buffer(capacity: Int(size))
-            for piece in try await read(at: 0, length: Int(size), prefetch: false) { content.writeImmutableBuffer(piece) }
+            for piece in try await read(at: 0, length: Int(size), prefetch: false) {
+                content.writeImmutableBuffer(piece)
+            }
             guard version == snapshot else { return try await flush() }
             changedAt = try await backend.put(path, content, persist: false)
             guard version == snapshot else { return try await flush() ?? changedAt }
@@ -175,7 +177,8 @@ actor OpenFile {
         } else {
             if let inline, size > 0, dirty[0] == nil, written[0] == nil {
                 var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
-                block.writeImmutableBuffer(inline.getSlice(at: inline.readerIndex, length: min(inline.readableBytes, Int(size)))!)
+                block.writeImmutableBuffer(
+                    inline.getSlice(at: inline.readerIndex, length: min(inline.readableBytes, Int(size)))!)
                 version += 1
                 dirty[0] = Dirty(data: block, version: version)
             }
@@ -265,7 +268,8 @@ actor OpenFile {
         var block = ByteBufferAllocator().buffer(capacity: settings.blockSize)
         guard valid > 0 else { return block }
         if let inline, index == 0, written[0] == nil {
-            block.writeImmutableBuffer(inline.getSlice(at: inline.readerIndex, length: min(valid, inline.readableBytes))!)
+            block.writeImmutableBuffer(
+                inline.getSlice(at: inline.readerIndex, length: min(valid, inline.readableBytes))!)
         } else if let ref = written[index] ?? (index < committed.count ? committed[index] : nil), !ref.isHole {
             var fetched = try await fetch([(ref, valid)])[0]
             block.writeBuffer(&fetched)
@@ -281,7 +285,8 @@ actor OpenFile {
             block.setBuffer(data.getSlice(at: data.readerIndex, length: overlap)!, at: block.readerIndex + offset)
         }
         if overlap < data.readableBytes {
-            block.writeImmutableBuffer(data.getSlice(at: data.readerIndex + overlap, length: data.readableBytes - overlap)!)
+            block.writeImmutableBuffer(
+                data.getSlice(at: data.readerIndex + overlap, length: data.readableBytes - overlap)!)
         }
     }
 
@@ -314,7 +319,9 @@ actor OpenFile {
         }
     }
 
-    private func finish(_ batch: [(index: Int, version: UInt64, data: ByteBuffer)], _ refs: [BlockRef], _ error: PocketError?) {
+    private func finish(
+        _ batch: [(index: Int, version: UInt64, data: ByteBuffer)], _ refs: [BlockRef], _ error: PocketError?
+    ) {
         var stale: [BlockRef] = []
         for (position, item) in batch.enumerated() {
             if uploading[item.index] == item.version { uploading.removeValue(forKey: item.index) }

@@ -143,11 +143,13 @@ public final class PocketFilesystem: Sendable {
         var size = info.size
         if info.kind == .file, let file = openFile(ino) { size = await file.currentSize }
         let mode = info.kind == .symlink ? 0o777 : info.mode
-        return Attributes(ino: ino, kind: info.kind, size: size, mode: mode, modified: info.modified, changed: info.changed)
+        return Attributes(
+            ino: ino, kind: info.kind, size: size, mode: mode, modified: info.modified, changed: info.changed)
     }
 
     func rootAttributes() -> Attributes {
-        Attributes(ino: InodeTable.root, kind: .directory, size: 0, mode: 0o755, modified: mountedAt, changed: mountedAt)
+        Attributes(
+            ino: InodeTable.root, kind: .directory, size: 0, mode: 0o755, modified: mountedAt, changed: mountedAt)
     }
 
     public func getattr(_ ino: UInt64) async throws -> Attributes {

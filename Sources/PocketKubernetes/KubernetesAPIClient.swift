@@ -159,7 +159,9 @@ struct KubernetesAPIClient: Sendable {
             }
     }
 
-    private static func readResponse(_ inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>) async throws
+    private static func readResponse(
+        _ inbound: NIOAsyncChannelInboundStream<HTTPClientResponsePart>
+    ) async throws
         -> Response
     {
         var status: HTTPResponseStatus?

@@ -176,7 +176,9 @@ public final class LocalCluster: Sendable {
         let index = counter.add(1, ordering: .relaxed).newValue
         let process = try await LocalProcess.launch(
             executable: options.executable, role: "mount-\(index)",
-            arguments: ["mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel]
+            arguments: [
+                "mount", directory, "--controller", controller.endpoint.description, "--log-level", options.logLevel,
+            ]
                 + options.tls.arguments(server: false),
             workDirectory: options.workDirectory, environment: options.environment, announcesEndpoint: false)
         members.withLock { $0.insert(process, at: 0) }
@@ -193,7 +195,9 @@ public final class LocalCluster: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let expected = Set(
-                members.withLock { $0.filter { $0.isRunning && !$0.role.hasPrefix("mount") }.map(\.endpoint.description) })
+                members.withLock {
+                    $0.filter { $0.isRunning && !$0.role.hasPrefix("mount") }.map(\.endpoint.description)
+                })
             if let status = try? await client.status() {
                 let active = Set(status.servers.filter { $0.state == .active }.map(\.address))
                 if expected.isSubset(of: active) {

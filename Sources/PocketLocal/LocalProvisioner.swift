@@ -53,7 +53,8 @@ public final class LocalProvisioner: Provisioner {
         try FileManager.default.createDirectory(at: options.workDirectory, withIntermediateDirectories: true)
         try await withThrowingTaskGroup(of: LocalProcess.self) { group in
             for _ in 0..<count {
-                let role = "provisioned-\(kind == .metadata ? "metadata" : "storage-\(tier)")-"
+                let role =
+                    "provisioned-\(kind == .metadata ? "metadata" : "storage-\(tier)")-"
                     + "\(counter.add(1, ordering: .relaxed).newValue)"
                 var arguments = arguments
                 if kind == .storage, tier != .dram {

@@ -118,7 +118,8 @@ extension MetadataService {
         do {
             return try await storage.call(Endpoint(parsing: server.address), request, timeout: Self.freeTimeout)
         } catch {
-            logger.warning("could not free blocks on storage server \(server.id) (\(server.address)), will retry: \(error)")
+            logger.warning(
+                "could not free blocks on storage server \(server.id) (\(server.address)), will retry: \(error)")
             state.withLock { deferring(&$0) }
             return FreeReply(blocks: 0, bytes: 0)
         }

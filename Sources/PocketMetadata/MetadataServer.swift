@@ -30,7 +30,8 @@ public struct MetadataServer: Sendable {
     public static func start(_ configuration: Configuration, logger: Logger) async throws -> MetadataServer {
         let service = MetadataService(
             inlineCapacity: configuration.inlineCapacity,
-            signer: CapabilitySigner(key: configuration.key, lifetime: configuration.capabilityLifetime), logger: logger)
+            signer: CapabilitySigner(key: configuration.key, lifetime: configuration.capabilityLifetime), logger: logger
+        )
         let server = try await RPCServer.bind(configuration.listen, handler: service, logger: logger)
         let rates = RateMeter(server.counters)
         let cpu = CPUSampler()

@@ -113,9 +113,13 @@ public final class MetadataService: RequestHandler {
                     })
             }
         case .delete:
-            return releasing(request, Delete.self, answer: Empty()) { state, request in try state.delete(request, now: now) }
+            return releasing(request, Delete.self, answer: Empty()) { state, request in
+                try state.delete(request, now: now)
+            }
         case .rename:
-            return releasing(request, Rename.self, answer: Empty()) { state, request in try state.rename(request, now: now) }
+            return releasing(request, Rename.self, answer: Empty()) { state, request in
+                try state.rename(request, now: now)
+            }
         case .makeDirectory:
             return request.serve(MakeDirectory.self) { request in
                 try state.withLock { try $0.makeDirectory(request, now: now) }

@@ -41,7 +41,8 @@ struct MetadataState {
     var isConfigured: Bool { blockSize > 0 }
 
     var inlineBytes: UInt64 {
-        jobs.values.reduce(0) { $0 + $1.namespace.inlineBytes } + retired.values.reduce(0) { $0 + $1.namespace.inlineBytes }
+        jobs.values.reduce(0) { $0 + $1.namespace.inlineBytes }
+            + retired.values.reduce(0) { $0 + $1.namespace.inlineBytes }
     }
 
     // MARK: Jobs
@@ -139,7 +140,9 @@ struct MetadataState {
         }
         guard chosen.count == copies else {
             throw PocketError(
-                .noSpace, "job \(job.name) asks for \(copies) copies of each block; only \(chosen.count) storage servers have room")
+                .noSpace,
+                "job \(job.name) asks for \(copies) copies of each block; only \(chosen.count) storage servers have room"
+            )
         }
         return chosen
     }
@@ -169,7 +172,8 @@ struct MetadataState {
         // Kept blocks are recorded as this server knows them: a copy moved since the client read
         // the layout stays moved.
         var current: [BlockID: BlockRef] = [:]
-        if let node = try? jobs[request.auth.job]!.namespace.resolve(request.path), case .file(let data) = node.content {
+        if let node = try? jobs[request.auth.job]!.namespace.resolve(request.path), case .file(let data) = node.content
+        {
             for block in data.blocks where !block.isHole { current[block.id] = block }
         }
         var kept = Set<BlockID>()
@@ -177,7 +181,8 @@ struct MetadataState {
         for (index, block) in request.blocks.enumerated() where !block.isHole {
             let reserved = jobs[request.auth.job]!.pending[block.id] == block
             guard reserved || current[block.id] != nil, kept.insert(block.id).inserted else {
-                throw PocketError(.invalidArgument, "block \(block.id) is neither reserved nor part of '\(request.path)'")
+                throw PocketError(
+                    .invalidArgument, "block \(block.id) is neither reserved nor part of '\(request.path)'")
             }
             if !reserved { blocks[index] = current[block.id]! }
         }
@@ -257,7 +262,8 @@ struct MetadataState {
         switch request.rights {
         case .read:
             guard request.blocks.upperBound < job.nextBlock else {
-                throw PocketError(.unauthorized, "block \(request.blocks.upperBound) was never given to job \(job.name)")
+                throw PocketError(
+                    .unauthorized, "block \(request.blocks.upperBound) was never given to job \(job.name)")
             }
             return givenBlocks(request.auth.job)!
         case .write, [.read, .write]:

@@ -118,7 +118,8 @@ public struct Namespace: Sendable {
             if let child = child(named: name, in: current) {
                 current = child
             } else if createParents {
-                current = insert(name: name, in: current, content: .directory([:]), mode: 0o755, persist: false, now: now)
+                current = insert(
+                    name: name, in: current, content: .directory([:]), mode: 0o755, persist: false, now: now)
             } else {
                 throw PocketError(.notFound, "the parent directory of '\(path)' does not exist")
             }
@@ -223,7 +224,8 @@ public struct Namespace: Sendable {
         guard target.id != Self.rootID else { throw PocketError(.invalidArgument, "cannot delete the job's root") }
         switch (kind, target.kind) {
         case (.nonDirectory, .directory): throw PocketError(.isDirectory, "'\(path)' is a directory")
-        case (.directory, .file), (.directory, .symlink): throw PocketError(.notDirectory, "'\(path)' is not a directory")
+        case (.directory, .file), (.directory, .symlink):
+            throw PocketError(.notDirectory, "'\(path)' is not a directory")
         default: break
         }
         if case .directory(let children) = target.content, !children.isEmpty, !recursive {
@@ -259,7 +261,8 @@ public struct Namespace: Sendable {
             throw PocketError(.alreadyExists, "'\(path)' exists")
         }
         guard !target.isEmpty else { throw PocketError(.invalidArgument, "empty symlink target") }
-        let id = insert(name: components.last!, in: parent, content: .symlink(target), mode: 0o777, persist: false, now: now)
+        let id = insert(
+            name: components.last!, in: parent, content: .symlink(target), mode: 0o777, persist: false, now: now)
         return nodes[id]!
     }
 

@@ -39,7 +39,8 @@ extension MetadataState {
                     let target = spareServers(like: sources[0].id, excluding: holders, planned: allocated).first
                 else { continue }
                 allocated[target, default: 0] += blockSize
-                let task = RepairTask(job: jobID, block: block.id, sources: sources, lost: lost, target: servers[target]!)
+                let task = RepairTask(
+                    job: jobID, block: block.id, sources: sources, lost: lost, target: servers[target]!)
                 copying.insert(task.key)
                 tasks.append(task)
             }
@@ -53,7 +54,9 @@ extension MetadataState {
         let blockSize = UInt64(blockSize)
         for task in made + failed { copying.remove(task.key) }
         if !failed.isEmpty { repairUnfinished = true }
-        for task in failed { allocated[task.target.id, default: 0] -= min(blockSize, allocated[task.target.id, default: 0]) }
+        for task in failed {
+            allocated[task.target.id, default: 0] -= min(blockSize, allocated[task.target.id, default: 0])
+        }
         var orphans: [RepairTask] = []
         for (jobID, tasks) in Dictionary(grouping: made, by: \.job) {
             guard jobs[jobID] != nil else {
@@ -135,10 +138,13 @@ extension MetadataService {
                 guard data.blocks.count == 1 else { continue }
                 _ = try await storage.call(
                     try Endpoint(parsing: task.target.address),
-                    WriteBlocks(jobID: task.job, capabilities: [write], blocks: [.init(id: task.block, data: data.blocks[0])]))
+                    WriteBlocks(
+                        jobID: task.job, capabilities: [write], blocks: [.init(id: task.block, data: data.blocks[0])]))
                 return true
             } catch {
-                logger.debug("copying block \(task.block) of job \(task.job) from server \(source.id) to \(task.target.id): \(error)")
+                logger.debug(
+                    "copying block \(task.block) of job \(task.job) from server \(source.id) to \(task.target.id): \(error)"
+                )
             }
         }
         return false

@@ -100,7 +100,9 @@ public struct Capability: Hashable, Sendable, WireMessage {
     public init(from buffer: inout ByteBuffer) throws {
         job = try buffer.readWire()
         rights = Rights(rawValue: try buffer.readWire())
-        guard Rights.all.isSuperset(of: rights) else { throw PocketError.malformed("unknown rights \(rights.rawValue)") }
+        guard Rights.all.isSuperset(of: rights) else {
+            throw PocketError.malformed("unknown rights \(rights.rawValue)")
+        }
         blocks = try buffer.readWireBlockRange()
         expiry = try buffer.readWire()
         mac = try buffer.readWire()

@@ -199,9 +199,12 @@ public struct Heartbeat: WireRequest, Hashable {
         serverID = try buffer.readWire()
         stats = try ServerStats(from: &buffer)
         placedBytes = try Self.uniqueKeys(
-            buffer.readWireArray(minimumElementSize: 12) { (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self)) })
+            buffer.readWireArray(minimumElementSize: 12) {
+                (try $0.readWire(ServerID.self), try $0.readWire(UInt64.self))
+            })
         jobBytes = try Self.uniqueKeys(
-            buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) })
+            buffer.readWireArray(minimumElementSize: 16) { (try $0.readWire(JobID.self), try $0.readWire(UInt64.self)) }
+        )
         proof = try buffer.readWireBool() ? try Capability(from: &buffer) : nil
     }
 

@@ -234,7 +234,8 @@ public struct ObjectLocation: WireMessage, Hashable {
     /// Read capability for the job's blocks, when the object has any.
     public var capability: Capability?
 
-    public init(size: UInt64, blockSize: UInt32, inline: ByteBuffer?, blocks: [BlockRef], capability: Capability? = nil) {
+    public init(size: UInt64, blockSize: UInt32, inline: ByteBuffer?, blocks: [BlockRef], capability: Capability? = nil)
+    {
         self.size = size
         self.blockSize = blockSize
         self.inline = inline

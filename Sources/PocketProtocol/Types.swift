@@ -164,7 +164,9 @@ public struct BlockRef: Hashable, Sendable {
         id = try buffer.readWire()
         server = try buffer.readWire()
         let count = try buffer.readWire(UInt8.self)
-        guard count <= Self.maxReplicas else { throw PocketError.malformed("\(count) replicas (at most \(Self.maxReplicas))") }
+        guard count <= Self.maxReplicas else {
+            throw PocketError.malformed("\(count) replicas (at most \(Self.maxReplicas))")
+        }
         replicas = []
         for _ in 0..<count { replicas.append(try buffer.readWire()) }
     }

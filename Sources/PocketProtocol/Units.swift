@@ -11,7 +11,8 @@ public enum Units {
     public static func parseSize(_ text: String) throws(ParseError) -> UInt64 {
         let (number, unit) = try split(text)
         guard let multiplier = byteMultiplier(unit) else {
-            throw ParseError(description: "unknown size unit '\(unit)' in '\(text)' (use B, KiB, MiB, GiB, KB, MB, GB…)")
+            throw ParseError(
+                description: "unknown size unit '\(unit)' in '\(text)' (use B, KiB, MiB, GiB, KB, MB, GB…)")
         }
         return try scale(number, multiplier, text)
     }

@@ -39,10 +39,13 @@ public final class ConnectionPool: Sendable {
         self.security = security
         loops = Array(group.makeIterator())
         loopIndex =
-            followingCallers ? Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($1), $0) }) : [:]
+            followingCallers
+            ? Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($1), $0) }) : [:]
     }
 
-    public func call<R: WireRequest>(_ endpoint: Endpoint, _ request: R, timeout: TimeAmount? = nil) async throws
+    public func call<R: WireRequest>(
+        _ endpoint: Endpoint, _ request: R, timeout: TimeAmount? = nil
+    ) async throws
         -> R.Response
     {
         let connection = try await self.connection(to: endpoint)
@@ -69,7 +72,9 @@ public final class ConnectionPool: Sendable {
         slots.withLock { slots in
             guard var slot = slots[endpoint] else { return }
             for index in slot.connections.indices {
-                if case .ready(let held) = slot.connections[index], held === connection { slot.connections[index] = nil }
+                if case .ready(let held) = slot.connections[index], held === connection {
+                    slot.connections[index] = nil
+                }
             }
             slots[endpoint] = slot
         }
@@ -86,7 +91,8 @@ public final class ConnectionPool: Sendable {
         let pick: Pick = slots.withLock { slots in
             if slots[endpoint] == nil { slots[endpoint] = Slot(connections: Array(repeating: nil, count: width)) }
             let index: Int
-            if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let position = loopIndex[ObjectIdentifier(loop)] {
+            if let loop = MultiThreadedEventLoopGroup.currentEventLoop, let position = loopIndex[ObjectIdentifier(loop)]
+            {
                 index = position % width
             } else {
                 index = slots[endpoint]!.next

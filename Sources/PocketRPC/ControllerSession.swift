@@ -16,7 +16,9 @@ public final class ControllerSession: Service, Sendable {
         /// Twice a second: the autoscaler sees load, and drained servers emptying, within half a second.
         public var interval: Duration = .milliseconds(500)
         /// A fresh proof that this server holds the cluster key, for each registration and report.
-        public var prove: @Sendable () -> Capability = { Capability(job: 0, rights: .control, blocks: 0...0, expiry: 0) }
+        public var prove: @Sendable () -> Capability = {
+            Capability(job: 0, rights: .control, blocks: 0...0, expiry: 0)
+        }
         public init(controller: Endpoint, registration: RegisterServer) {
             self.controller = controller
             self.registration = registration
@@ -121,7 +123,8 @@ public final class CPUSampler: Sendable {
     public func sample() -> Double {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        let cpu = UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+        let cpu =
+            UInt64(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
             + UInt64(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
         let wall = DispatchTime.now().uptimeNanoseconds / 1000
         return last.withLock { last in

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 public enum FrameMemory {
@@ -11,13 +11,14 @@ public enum FrameMemory {
     /// against 202 MiB without this and 279 MiB with 64 MiB).
     public static func keepFreed() {
         #if canImport(Glibc)
-            // mallopt is declared in malloc.h, which Swift's Glibc module leaves out.
-            typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-            guard let program = dlopen(nil, RTLD_NOW), let symbol = dlsym(program, "mallopt") else { return }
-            let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-            let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-            _ = mallopt(mmapThreshold, 4 << 20)
-            _ = mallopt(trimThreshold, 16 << 20)
+        // mallopt is declared in malloc.h, which Swift's Glibc module leaves out.
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let program = dlopen(nil, RTLD_NOW), let symbol = dlsym(program, "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let trimThreshold: Int32 = -1
+        let mmapThreshold: Int32 = -3  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        _ = mallopt(mmapThreshold, 4 << 20)
+        _ = mallopt(trimThreshold, 16 << 20)
         #endif
     }
 }

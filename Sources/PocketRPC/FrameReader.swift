@@ -142,7 +142,9 @@ final class FrameReader: ChannelInboundHandler {
     private func filled(by read: ByteBuffer, _ context: ChannelHandlerContext) -> ByteBuffer? {
         guard let target, let memory = direct?.memory, var filled = direct?.filled else { return nil }
         var read = read
-        let intoWindow = read.withUnsafeReadableBytes { $0.baseAddress == UnsafeRawPointer(memory.baseAddress! + filled) }
+        let intoWindow = read.withUnsafeReadableBytes {
+            $0.baseAddress == UnsafeRawPointer(memory.baseAddress! + filled)
+        }
         let taken = intoWindow ? read.readableBytes : min(read.readableBytes, memory.count - filled)
         if !intoWindow {
             read.withUnsafeReadableBytes { bytes in
@@ -204,7 +206,8 @@ final class FrameReader: ChannelInboundHandler {
         var head = ByteBufferAllocator().buffer(capacity: count)
         for part in parts {
             guard head.readableBytes < count else { break }
-            var slice = part.getSlice(at: part.readerIndex, length: min(part.readableBytes, count - head.readableBytes))!
+            var slice = part.getSlice(
+                at: part.readerIndex, length: min(part.readableBytes, count - head.readableBytes))!
             head.writeBuffer(&slice)
         }
         return head

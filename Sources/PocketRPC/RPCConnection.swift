@@ -82,7 +82,8 @@ public final class RPCConnection: Sendable {
     /// Sends `request` and waits for its response; a server error is thrown as its PocketError.
     public func call<R: WireRequest>(_ request: R, timeout: TimeAmount? = nil) async throws -> R.Response {
         let frame = try await send(
-            WireWriter.frame(request, header: FrameHeader(opcode: R.opcode, requestID: 0), allocator: channel.allocator),
+            WireWriter.frame(
+                request, header: FrameHeader(opcode: R.opcode, requestID: 0), allocator: channel.allocator),
             timeout: timeout ?? defaultTimeout)
         if let error = frame.error { throw error }
         return try frame.decode(R.Response.self)

@@ -1,7 +1,7 @@
 @_spi(CustomByteBufferAllocator) import NIOCore
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Where a plain TCP connection's next socket read goes: between frames, into an ordinary receive

@@ -108,7 +108,9 @@ public struct TransportSecurity: Sendable {
         }
     }
 
-    private static func certificates(at path: String, role: String) throws(TransportSecurityError)
+    private static func certificates(
+        at path: String, role: String
+    ) throws(TransportSecurityError)
         -> [NIOSSLCertificate]
     {
         let bytes = try contents(of: path)

@@ -27,7 +27,8 @@ public struct ClusterKey: @unchecked Sendable {  // SymmetricKey is immutable on
     /// The file the daemons use unless told: `$POCKET_CLUSTER_KEY`, else `~/.pocket/cluster.key`.
     public static var defaultPath: String {
         if let path = ProcessInfo.processInfo.environment["POCKET_CLUSTER_KEY"], !path.isEmpty { return path }
-        let home = ProcessInfo.processInfo.environment["POCKET_HOME"]
+        let home =
+            ProcessInfo.processInfo.environment["POCKET_HOME"]
             ?? (NSHomeDirectory() as NSString).appendingPathComponent(".pocket")
         return (home as NSString).appendingPathComponent("cluster.key")
     }
@@ -53,7 +54,9 @@ public struct ClusterKey: @unchecked Sendable {  // SymmetricKey is immutable on
             let hex = random().bytes.map { String(format: "%02x", $0) }.joined() + "\n"
             let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
             if descriptor >= 0 {
-                let written = hex.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
+                let written = hex.utf8CString.withUnsafeBufferPointer {
+                    write(descriptor, $0.baseAddress, $0.count - 1)
+                }
                 close(descriptor)
                 guard written == hex.utf8.count else {
                     unlink(path)

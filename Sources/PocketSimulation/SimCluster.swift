@@ -67,7 +67,9 @@ struct SimCluster {
 
     /// Every server reports the load its jobs' shares put on it: throughput × activity on the wire,
     /// half the job's capacity filled, CPU in proportion to the wire.
-    mutating func report(running: [String: Simulation.SimJob], in state: inout ControllerState, now: ContinuousClock.Instant) {
+    mutating func report(
+        running: [String: Simulation.SimJob], in state: inout ControllerState, now: ContinuousClock.Instant
+    ) {
         var wire: [ServerID: Double] = [:]
         var used: [ServerID: Double] = [:]
         for (id, _) in servers { servers[id]!.holders = servers[id]!.holders.filter { running[$0] != nil } }
@@ -98,7 +100,8 @@ struct SimCluster {
     ) {
         switch directive {
         case .launch(let pool, let count, let utilisation, let reason):
-            launch(pool.tier, count: count, at: at, state: &state, now: now, forLoad: true, utilisation: utilisation,
+            launch(
+                pool.tier, count: count, at: at, state: &state, now: now, forLoad: true, utilisation: utilisation,
                 reason: reason, wall: wall)
         case .reactivate(let id, let pool, let utilisation, let reason):
             state.reactivate(id, now: now)

@@ -106,7 +106,8 @@ public struct Simulation {
         var state = ControllerState(settings: settings)
         var scaler = Autoscaler(settings: autoscalerSettings())
         _ = try? state.register(
-            RegisterServer(kind: .metadata, tier: .dram, address: "sim-metadata", capacityBytes: 1 << 40, throughput: 0),
+            RegisterServer(
+                kind: .metadata, tier: .dram, address: "sim-metadata", capacityBytes: 1 << 40, throughput: 0),
             now: origin)
         var cluster = SimCluster(policy: policy)
         for tier in Tier.allCases { cluster.register(tier, in: &state, now: origin) }
@@ -147,7 +148,8 @@ public struct Simulation {
                     running[job.name] = job
                     departures.append((time + job.lifetime, job.name))
                 case .launch(let tier, let count)?:
-                    cluster.launch(tier, count: count, at: time + options.bootDelay, state: &state, now: now, forLoad: false)
+                    cluster.launch(
+                        tier, count: count, at: time + options.bootDelay, state: &state, now: now, forLoad: false)
                     waiting.append((time + options.bootDelay, job))
                 case nil:
                     report.refused += 1

@@ -61,7 +61,8 @@ public final class FileBlockStore: BlockStore {
     public func write(job: JobID, blocks: [WriteBlocks.Block]) throws(PocketError) {
         for block in blocks where block.data.readableBytes > slotSize {
             throw PocketError(
-                .invalidArgument, "a block of \(block.data.readableBytes) bytes exceeds this server's \(slotSize)-byte slots")
+                .invalidArgument,
+                "a block of \(block.data.readableBytes) bytes exceeds this server's \(slotSize)-byte slots")
         }
         guard Set(blocks.map(\.id)).count == blocks.count else {
             throw PocketError(.invalidArgument, "a block appears twice in one write")
@@ -92,7 +93,9 @@ public final class FileBlockStore: BlockStore {
         state.withLock { state in
             for (block, slot) in zip(blocks, slots) {
                 let length = block.data.readableBytes
-                if let old = state.jobs[job, default: [:]].updateValue(Slot(index: slot, length: length), forKey: block.id) {
+                if let old = state.jobs[job, default: [:]].updateValue(
+                    Slot(index: slot, length: length), forKey: block.id)
+                {
                     state.usedBytes -= UInt64(old.length)
                     Self.release(old.index, in: &state)
                 } else {

@@ -30,13 +30,15 @@ public struct StorageRequestHandler: RequestHandler {
         switch request.header.opcode {
         case .writeBlocks:
             return blockStoreCall(request, WriteBlocks.self) { store, request in
-                try signer.check(request.capabilities, covering: request.blocks.lazy.map(\.id), job: request.jobID, rights: .write)
+                try signer.check(
+                    request.capabilities, covering: request.blocks.lazy.map(\.id), job: request.jobID, rights: .write)
                 try store.write(job: request.jobID, blocks: request.blocks)
                 return Empty()
             }
         case .readBlocks:
             return blockStoreCall(request, ReadBlocks.self) { store, request in
-                try signer.check(request.capabilities, covering: request.ranges.lazy.map(\.id), job: request.jobID, rights: .read)
+                try signer.check(
+                    request.capabilities, covering: request.ranges.lazy.map(\.id), job: request.jobID, rights: .read)
                 return BlockData(blocks: try store.read(job: request.jobID, ranges: request.ranges))
             }
         case .freeBlocks:

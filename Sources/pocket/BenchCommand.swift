@@ -16,7 +16,8 @@ struct BenchCommand: AsyncParsableCommand {
     var duration: Double?
     @Option(help: "Start at most this many operations per second (a steady load rather than all it can).")
     var rate: Double?
-    @Option(help: "Cycle over this many keys, so puts replace objects (by default each operation up to 1000 has its own).")
+    @Option(
+        help: "Cycle over this many keys, so puts replace objects (by default each operation up to 1000 has its own).")
     var keys: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup(title: "Hints for the bench's job") var hintOptions: HintOptions

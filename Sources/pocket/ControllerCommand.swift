@@ -84,7 +84,8 @@ extension Pocket {
                     guard try tls.files(for: .server) == nil else {
                         throw ValidationError("TLS is not passed to Kubernetes pods yet: use --provisioner local")
                     }
-                    made = try KubernetesProvisioner(scaling.kubernetesConfiguration(controller: address), logger: logger)
+                    made = try KubernetesProvisioner(
+                        scaling.kubernetesConfiguration(controller: address), logger: logger)
                 }
                 provisioner.target.withLock { $0 = made }
             }
@@ -151,7 +152,8 @@ struct ScalingOptions: ParsableArguments {
         scaling.autoscaler.scaleDownAfter = .milliseconds(Int64(scaleDownAfter * 1000))
         scaling.autoscaler.cooldown = .milliseconds(Int64(scaleCooldown * 1000))
         for spec in provision {
-            scaling.autoscaler.limits[.storage(spec.tier)] = spec.minimum...(spec.maximum ?? max(maxStorageServers, spec.minimum))
+            scaling.autoscaler.limits[.storage(spec.tier)] =
+                spec.minimum...(spec.maximum ?? max(maxStorageServers, spec.minimum))
         }
         if provisionMetadata { scaling.autoscaler.limits[.metadata] = minMetadataServers...maxMetadataServers }
         return scaling
@@ -201,7 +203,8 @@ struct ProvisionSpec: ExpressibleByArgument {
         self.tier = tier
         self.capacity = capacity
         if parts.count == 4 {
-            guard let minimum = Int(parts[2]), let maximum = Int(parts[3]), 0 <= minimum, minimum <= maximum, maximum >= 1
+            guard let minimum = Int(parts[2]), let maximum = Int(parts[3]), 0 <= minimum, minimum <= maximum,
+                maximum >= 1
             else { return nil }
             self.minimum = minimum
             self.maximum = maximum

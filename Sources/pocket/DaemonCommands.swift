@@ -144,15 +144,20 @@ extension Pocket {
         @Option(help: "Number of storage servers of each tier.") var storageServers = 2
         @Option(help: "Capacity of each storage server.") var capacity = ByteSize(bytes: 4 << 30)
         @Option(help: "Throughput each storage server declares (default: its tier's).") var serverThroughput: ByteRate?
-        @Option(help: "Storage tier; repeat for several (--tier dram --tier ssd --tier hdd).") var tier: [Tier] = [.dram]
+        @Option(help: "Storage tier; repeat for several (--tier dram --tier ssd --tier hdd).") var tier: [Tier] = [
+            .dram
+        ]
         @Option(help: "Directory for logs and the ssd/hdd tiers' block files (default: a new temporary directory).")
         var dataDir: String?
         @Option(help: "Where to mount Pocket.") var mount = "/pocket"
         @Flag(help: "Do not mount.") var noMount = false
-        @Option(help: "Let the controller start more storage servers of each --tier, up to this many, when jobs need them.")
+        @Option(
+            help: "Let the controller start more storage servers of each --tier, up to this many, when jobs need them.")
         var maxStorageServers: Int?
         @Flag(
-            help: "Scale storage servers with load: add when busier than 80%, drain and stop when below 60% (down to --storage-servers).")
+            help:
+                "Scale storage servers with load: add when busier than 80%, drain and stop when below 60% (down to --storage-servers)."
+        )
         var autoscale = false
         @Option(help: "Rightsizing policy JSON for the controller (see `pocket controller --show-policy`).")
         var policy: String?

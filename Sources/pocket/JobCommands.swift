@@ -6,7 +6,9 @@ import PocketRPC
 
 /// How a command proves it holds a job: `--token`, `POCKET_TOKEN`, or the token saved at registration.
 struct TokenOption: ParsableArguments {
-    @Option(name: .customLong("token"), help: "The job's token (default $POCKET_TOKEN, or the one saved by `pocket job register`).")
+    @Option(
+        name: .customLong("token"),
+        help: "The job's token (default $POCKET_TOKEN, or the one saved by `pocket job register`).")
     var explicitToken: String?
 
     func token(for job: String, controller: Endpoint) throws -> String {

@@ -13,7 +13,8 @@ struct Pocket: AsyncParsableCommand {
         commandName: "pocket",
         abstract: "Elastic ephemeral storage for serverless analytics.",
         subcommands: [
-            Up.self, Mount.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self, List.self,
+            Up.self, Mount.self, Controller.self, Metadata.self, Storage.self, JobCommand.self, Put.self, Get.self,
+            List.self,
             Remove.self, Status.self, BenchCommand.self, SoakCommand.self, SimulateCommand.self,
         ])
 
@@ -104,7 +105,6 @@ struct ByteRate: ExpressibleByArgument, Sendable {
         bytesPerSecond = rate
     }
 }
-
 
 /// Runs `body` and keeps its outcome, so cleanup can run before a failure is rethrown.
 func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {

@@ -40,7 +40,9 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func write(_ report: Simulation.Report, to path: String) throws {
-        var lines = ["minute,jobs,dram_servers,ssd_servers,hdd_servers,dram_utilisation,ssd_utilisation,hdd_utilisation"]
+        var lines = [
+            "minute,jobs,dram_servers,ssd_servers,hdd_servers,dram_utilisation,ssd_utilisation,hdd_utilisation"
+        ]
         for sample in report.samples {
             let minute = Int(sample.time.components.seconds / 60)
             let servers = Tier.allCases.map { "\(sample.servers[$0] ?? 0)" }
@@ -71,9 +73,10 @@ struct SimulateCommand: AsyncParsableCommand {
                 percentile(report.placements.map(\.micros), 0.5), percentile(report.placements.map(\.micros), 0.99),
                 report.placements.map(\.micros).max() ?? 0, report.placements.count, percentile(large, 0.5),
                 percentile(large, 0.99)),
-            "scaling events: " + ScalingEvent.Action.allCases.map { action in
-                "\(report.events.filter { $0.action == action }.count) \(action)"
-            }.joined(separator: ", ")
+            "scaling events: "
+                + ScalingEvent.Action.allCases.map { action in
+                    "\(report.events.filter { $0.action == action }.count) \(action)"
+                }.joined(separator: ", ")
                 + " (launches for a job's allocation: "
                 + "\(report.events.filter { $0.action == .launch && $0.reason.hasPrefix("a job") }.count))",
             String(
@@ -93,14 +96,18 @@ struct SimulateCommand: AsyncParsableCommand {
             elasticTotal += elastic
             staticTotal += fixed
             lines.append(
-                pad("\(tier)", 4) + pad("\(peak)", 14, right: true) + pad(String(format: "%.1f", serverHours), 14, right: true)
-                    + pad(Units.formatDollars(elastic), 14, right: true) + pad(Units.formatDollars(fixed), 18, right: true)
+                pad("\(tier)", 4) + pad("\(peak)", 14, right: true)
+                    + pad(String(format: "%.1f", serverHours), 14, right: true)
+                    + pad(Units.formatDollars(elastic), 14, right: true)
+                    + pad(Units.formatDollars(fixed), 18, right: true)
                     + pad(fixed > 0 ? "\(Int((100 * (1 - elastic / fixed)).rounded()))%" : "-", 7, right: true))
         }
         lines.append(
             pad("total", 32) + pad(Units.formatDollars(elasticTotal), 14, right: true)
                 + pad(Units.formatDollars(staticTotal), 18, right: true)
-                + pad(staticTotal > 0 ? "\(Int((100 * (1 - elasticTotal / staticTotal)).rounded()))%" : "-", 7, right: true))
+                + pad(
+                    staticTotal > 0 ? "\(Int((100 * (1 - elasticTotal / staticTotal)).rounded()))%" : "-", 7,
+                    right: true))
         return lines.joined(separator: "\n")
     }
 }

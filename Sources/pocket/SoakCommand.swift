@@ -18,7 +18,9 @@ struct SoakCommand: AsyncParsableCommand {
     @OptionGroup var tls: TLSOptions
 
     func validate() throws {
-        guard clients > 0, keys > 0, duration > 0 else { throw ValidationError("counts and --duration must be positive") }
+        guard clients > 0, keys > 0, duration > 0 else {
+            throw ValidationError("counts and --duration must be positive")
+        }
     }
 
     func run() async throws {

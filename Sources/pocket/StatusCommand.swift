@@ -40,7 +40,8 @@ extension Pocket {
                     "\(server.state)", Units.formatSize(stats.usedBytes),
                     storage ? Units.formatSize(server.allocatedCapacity) : "-", Units.formatSize(stats.capacityBytes),
                     storage
-                        ? "\(Units.formatRate(server.allocatedThroughput)) / \(Units.formatRate(server.throughput))" : "-",
+                        ? "\(Units.formatRate(server.allocatedThroughput)) / \(Units.formatRate(server.throughput))"
+                        : "-",
                     "\(Int((stats.cpu * 100).rounded()))%", Units.formatSize(stats.bytesInPerSecond),
                     Units.formatSize(stats.bytesOutPerSecond),
                 ])

@@ -15,7 +15,9 @@ import Testing
     }
 
     /// A pool of `servers` servers, all at `network` utilisation; ids from 1.
-    func load(_ servers: Int, network: Double, allocation: Double = 0, draining: Int = 0, launching: Int = 0) -> PoolLoad {
+    func load(
+        _ servers: Int, network: Double, allocation: Double = 0, draining: Int = 0, launching: Int = 0
+    ) -> PoolLoad {
         func server(_ id: Int) -> ServerLoad {
             var load = ServerLoad(id: ServerID(id))
             load.network = network
@@ -51,8 +53,11 @@ import Testing
         var autoscaler = scaler()
         let decisions = run(
             &autoscaler,
-            [load(2, network: 1.4), load(2, network: 1.4, launching: 2), load(4, network: 0.9), load(4, network: 0.9),
-             load(4, network: 0.9), load(4, network: 0.9)])
+            [
+                load(2, network: 1.4), load(2, network: 1.4, launching: 2), load(4, network: 0.9),
+                load(4, network: 0.9),
+                load(4, network: 0.9), load(4, network: 0.9),
+            ])
         #expect(decisions.map(\.count) == [1, 0, 0, 1, 0, 0])  // the cooldown is 3 s
     }
 

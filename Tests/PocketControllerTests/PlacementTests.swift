@@ -43,7 +43,8 @@ import Testing
     }
 
     func weights(_ job: ControllerState.Job) -> [ServerID: Double] {
-        Dictionary(uniqueKeysWithValues: job.info.weightMap.entries.map { ($0.server, ($0.weight * 1e6).rounded() / 1e6) })
+        Dictionary(
+            uniqueKeysWithValues: job.info.weightMap.entries.map { ($0.server, ($0.weight * 1e6).rounded() / 1e6) })
     }
 
     func allocated(_ state: ControllerState) -> [ServerID: Double] {
@@ -85,9 +86,10 @@ import Testing
                 #expect(!job.info.allocation.overcommitted)
                 #expect(abs(job.info.weightMap.entries.reduce(0) { $0 + $1.weight } - 1) < 1e-9)
                 // A job that fits one tier never spills into another.
-                let tiers = Set(job.info.weightMap.entries.map { entry in
-                    state.status.servers.first { $0.id == entry.server }!.tier
-                })
+                let tiers = Set(
+                    job.info.weightMap.entries.map { entry in
+                        state.status.servers.first { $0.id == entry.server }!.tier
+                    })
                 #expect(tiers == [.ssd])
             }
             for server in state.status.servers where server.kind == .storage {
@@ -103,8 +105,13 @@ import Testing
         // Fits: no launch.
         #expect(try state.admit(name: "small", hints: hints(0.5), newID: 1, token: "t", room: room).job != nil)
         // 0.5 of server 2 is left; 2.3 servers' worth needs two more (1.8 / 1 rounded up).
-        guard case .launch(.ssd, let count) = try state.admit(name: "big", hints: hints(2.3), newID: 2, token: "t", room: room)
-        else { Issue.record("expected a launch"); return }
+        guard
+            case .launch(.ssd, let count) = try state.admit(
+                name: "big", hints: hints(2.3), newID: 2, token: "t", room: room)
+        else {
+            Issue.record("expected a launch")
+            return
+        }
         #expect(count == 2)
         #expect(state.jobs["big"] == nil)
         for port in [201, 202] {
@@ -121,7 +128,10 @@ import Testing
         // More than the provisioner may add: as many as it may, then over-commit for the rest.
         let small = ProvisioningRoom([.ssd: (Self.gb, 1000 * Self.gb, 1)])
         guard case .launch(.ssd, 1) = try state.admit(name: "huge", hints: hints(10), newID: 3, token: "t", room: small)
-        else { Issue.record("expected a launch of one server"); return }
+        else {
+            Issue.record("expected a launch of one server")
+            return
+        }
         let huge = try state.admit(name: "huge", hints: hints(10), newID: 3, token: "t").job
         #expect(huge?.info.allocation.overcommitted == true)
     }
@@ -147,7 +157,9 @@ import Testing
         #expect(job.info.allocation.tier == .dram)
         #expect(job.info.allocation.overcommitted)
         var noDRAM = try cluster([.hdd: 2])
-        #expect { try noDRAM.admit(name: "fast", hints: hints(0.1, latencySensitive: true), newID: 1, token: "t") } throws: {
+        #expect {
+            try noDRAM.admit(name: "fast", hints: hints(0.1, latencySensitive: true), newID: 1, token: "t")
+        } throws: {
             ($0 as? PocketError)?.code == .noSpace
         }
     }

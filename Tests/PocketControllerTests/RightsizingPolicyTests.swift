@@ -109,7 +109,8 @@ import Testing
 
     @Test(arguments: [
         "[]", "{\"tiers\": {\"tape\": {}}}", "{\"default_nodes\": -1}", "{\"per_lambda_throughput\": \"fast\"}",
-        "{\"tiers\": {\"ssd\": {\"node_capacity\": 0}}}", "{\"default_node\": 2}", "{\"tiers\": {\"ssd\": {\"price\": 1}}}",
+        "{\"tiers\": {\"ssd\": {\"node_capacity\": 0}}}", "{\"default_node\": 2}",
+        "{\"tiers\": {\"ssd\": {\"price\": 1}}}",
     ])
     func badPolicyFilesAreRefused(_ json: String) {
         #expect { try RightsizingPolicy(json: Data(json.utf8)) } throws: {

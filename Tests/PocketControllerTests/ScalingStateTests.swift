@@ -39,7 +39,8 @@ import Testing
         let b = try register(&state, .storage, port: 3)
         _ = try state.heartbeat(Heartbeat(serverID: metadata, stats: stats(cpu: 0.9)), now: start)
         _ = try state.heartbeat(Heartbeat(serverID: a, stats: stats(network: 900_000_000)), now: start)
-        _ = try state.heartbeat(Heartbeat(serverID: b, stats: stats(network: 100_000_000, used: 50 * Self.gb)), now: start)
+        _ = try state.heartbeat(
+            Heartbeat(serverID: b, stats: stats(network: 100_000_000, used: 50 * Self.gb)), now: start)
         let loads = Dictionary(uniqueKeysWithValues: state.loads(now: start).map { ($0.pool, $0) })
         #expect(loads[.metadata]?.utilisation.value == 0.9)
         #expect(loads[.metadata]?.utilisation.resource == "cpu")

@@ -204,22 +204,6 @@ final class Spawner: Sendable {
     }
 }
 
-struct Timeout: Error {}
-
-/// Polls `condition` until it holds; the 60 s deadline only guards against a hang.
-func eventually(
-    _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !(await condition()) {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting: \(comment)", sourceLocation: sourceLocation)
-            throw Timeout()
-        }
-        try await Task.sleep(for: .milliseconds(1))
-    }
-}
-
 /// A file and the fake it runs on, with helpers that turn bytes into buffers and back.
 struct Harness {
     static let blockSize = 64 << 10

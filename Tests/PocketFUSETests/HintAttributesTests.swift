@@ -32,7 +32,9 @@ import Testing
         #expect(throws: HintAttributes.Failure.readOnly) {
             try HintAttributes.applying(HintAttributes.allocation, "x", to: JobHints())
         }
-        #expect(throws: HintAttributes.Failure.unknown) { try HintAttributes.applying("user.other", "x", to: JobHints()) }
+        #expect(throws: HintAttributes.Failure.unknown) {
+            try HintAttributes.applying("user.other", "x", to: JobHints())
+        }
     }
 
     @Test func removingAHintUnsetsIt() throws {
@@ -44,18 +46,22 @@ import Testing
         let job = JobInfo(
             name: "j", id: 1, hints: JobHints(maxLambdas: 3, capacity: 1 << 30),
             allocation: Allocation(
-                tier: .dram, throughput: 1 << 30, capacity: 1 << 30, nodes: 1.07, costPerHour: 0.3681, overcommitted: true),
-            weightMap: WeightMap([.init(server: 2, weight: 0.25), .init(server: 3, weight: 0.75)]), metadataAddress: "m")
-        #expect(HintAttributes.names(for: job.hints) == [
-            HintAttributes.maxLambdas, HintAttributes.capacity, HintAttributes.allocation, HintAttributes.weightMap,
-        ])
+                tier: .dram, throughput: 1 << 30, capacity: 1 << 30, nodes: 1.07, costPerHour: 0.3681,
+                overcommitted: true),
+            weightMap: WeightMap([.init(server: 2, weight: 0.25), .init(server: 3, weight: 0.75)]), metadataAddress: "m"
+        )
+        #expect(
+            HintAttributes.names(for: job.hints) == [
+                HintAttributes.maxLambdas, HintAttributes.capacity, HintAttributes.allocation, HintAttributes.weightMap,
+            ])
         #expect(HintAttributes.value(HintAttributes.capacity, job: job, servers: []) == "1 GiB")
         #expect(HintAttributes.value(HintAttributes.latencySensitive, job: job, servers: []) == nil)
         #expect(
             HintAttributes.value(HintAttributes.allocation, job: job, servers: [])
                 == "tier=dram throughput=1 GiB/s capacity=1 GiB nodes=1.07 cost=$0.3681/h overcommitted")
         let server = ServerInfo(
-            id: 3, kind: .storage, tier: .ssd, address: "127.0.0.1:9", state: .active, throughput: 1, stats: ServerStats())
+            id: 3, kind: .storage, tier: .ssd, address: "127.0.0.1:9", state: .active, throughput: 1,
+            stats: ServerStats())
         #expect(
             HintAttributes.value(HintAttributes.weightMap, job: job, servers: [server])
                 == "2@?/?=0.25 3@127.0.0.1:9/ssd=0.75")

@@ -95,7 +95,8 @@ import Testing
         #expect((policy?["tiers"] as? [String: Any])?.keys.sorted() == ["dram", "hdd", "ssd"])
         let file = home.appendingPathComponent("policy.json")
         try Data(#"{"tiers": {"ssd": {"node_capacity": "4TB"}}}"#.utf8).write(to: file)
-        result = try await pocket(["controller", "--show-policy", "--policy", file.path], controller: "127.0.0.1:1", home: home)
+        result = try await pocket(
+            ["controller", "--show-policy", "--policy", file.path], controller: "127.0.0.1:1", home: home)
         #expect(result.output.contains(#""node_capacity": "4TB""#))
         try Data(#"{"tiers": {"ssd": {"node_capacity": "lots"}}}"#.utf8).write(to: file)
         result = try await pocket(["controller", "--policy", file.path], controller: "127.0.0.1:1", home: home)
@@ -108,10 +109,12 @@ import Testing
             let home = try temporaryDirectory("soak")
             defer { try? FileManager.default.removeItem(at: home) }
             let result = try await pocket(
-                ["soak", "--clients", "50", "--duration", "3", "--json"], controller: cluster.controller.endpoint.description,
+                ["soak", "--clients", "50", "--duration", "3", "--json"],
+                controller: cluster.controller.endpoint.description,
                 home: home)
             #expect(result.status == 0, "\(result.output) \(result.errors)")
-            let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            let report = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
             #expect(report["errors"] as? Int == 0)
             #expect((report["operations"] as? Int ?? 0) > 100)
             #expect(try await client.listJobs().isEmpty)
@@ -147,7 +150,8 @@ import Testing
     @Test func badArgumentsGetClearErrors() async throws {
         let home = try temporaryDirectory("args")
         defer { try? FileManager.default.removeItem(at: home) }
-        let result = try await pocket(["job", "register", "x", "--capacity", "lots"], controller: "127.0.0.1:1", home: home)
+        let result = try await pocket(
+            ["job", "register", "x", "--capacity", "lots"], controller: "127.0.0.1:1", home: home)
         #expect(result.status != 0)
         #expect(result.errors.contains("capacity"))
         let unreachable = try await pocket(["job", "list"], controller: "127.0.0.1:1", home: home)

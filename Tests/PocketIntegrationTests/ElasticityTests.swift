@@ -83,8 +83,9 @@ final class Written: Sendable {
             let launch = try #require(launchEvents.first { $0.action == .launch && $0.kind == .storage })
             let decided = Date(timeIntervalSince1970: Double(launch.time) / 1000)
             let sinceDecision = seen.timeIntervalSince(decided)
-            print("P6: load start → first block on the new server \(firstBlock - loadStart); "
-                + "scale-up decision → first block ≈ \(Int(sinceDecision * 1000)) ms; \(launch.reason)")
+            print(
+                "P6: load start → first block on the new server \(firstBlock - loadStart); "
+                    + "scale-up decision → first block ≈ \(Int(sinceDecision * 1000)) ms; \(launch.reason)")
             #expect(newServer.tier == .dram)
 
             // Every object written so far reads back, from whichever server holds it.

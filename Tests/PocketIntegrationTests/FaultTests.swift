@@ -259,7 +259,9 @@ import Testing
             try await job.put("object", pattern(2 << 20, seed: 1))
             let old = cluster.metadataServers[0]
             func metadataID() async throws -> ServerID? {
-                try await client.status().servers.first { $0.kind == .metadata && $0.address == old.endpoint.description }?.id
+                try await client.status().servers.first {
+                    $0.kind == .metadata && $0.address == old.endpoint.description
+                }?.id
             }
             let oldID = try await metadataID()
             old.signal(SIGKILL)

@@ -95,7 +95,9 @@ struct ModelChecker {
         let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(offset)) }
         let expected = offset < content.count ? Array(content[offset..<min(content.count, offset + length)]) : []
         guard got == expected.count else {
-            throw failure("read \(got) bytes, expected \(expected.count) (\(got < 0 ? String(cString: strerror(errno)) : "short"))")
+            throw failure(
+                "read \(got) bytes, expected \(expected.count) (\(got < 0 ? String(cString: strerror(errno)) : "short"))"
+            )
         }
         if Array(buffer[0..<got]) != expected {
             let first = zip(buffer, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
@@ -109,7 +111,9 @@ struct ModelChecker {
         log.append("\(step) truncate \(name) to \(size)")
         guard ftruncate(fd, off_t(size)) == 0 else { throw failure("ftruncate: \(String(cString: strerror(errno)))") }
         var content = model[name]!
-        if size < content.count { content.removeLast(content.count - size) } else {
+        if size < content.count {
+            content.removeLast(content.count - size)
+        } else {
             content += [UInt8](repeating: 0, count: size - content.count)
         }
         model[name] = content
@@ -132,7 +136,10 @@ struct ModelChecker {
         for file in [name, target] {
             if let fd = open.removeValue(forKey: file) { Glibc.close(fd) }
         }
-        if model[name] == nil { _ = try descriptor(name); Glibc.close(open.removeValue(forKey: name)!) }
+        if model[name] == nil {
+            _ = try descriptor(name)
+            Glibc.close(open.removeValue(forKey: name)!)
+        }
         guard Glibc.rename(path(name), path(target)) == 0 else {
             throw failure("rename: \(String(cString: strerror(errno)))")
         }

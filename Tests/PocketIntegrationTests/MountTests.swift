@@ -135,7 +135,8 @@ import Testing
             // its cached name and attributes have timed out (1 s; scripts/faults-style timings
             // are not this test's business, only that B gets there).
             result = try await shell(
-                "cat \(b)/data > /dev/null && seq 1 100000 > \(a)/next && mv \(a)/next \(a)/data", environment: environment)
+                "cat \(b)/data > /dev/null && seq 1 100000 > \(a)/next && mv \(a)/next \(a)/data",
+                environment: environment)
             #expect(result.status == 0, "\(result.errors)")
             try await eventually("B to read the renamed-over file's new bytes") {
                 try await shell("seq 1 100000 | cmp -s - \(b)/data", environment: environment).status == 0
@@ -220,12 +221,16 @@ import Testing
                     == "tier=dram throughput=1.86 GiB/s capacity=10 GiB nodes=2 cost=$0.7056/h overcommitted")
             #expect(lines.dropFirst(2).first == "6")
             #expect(Array(lines.dropFirst(3).prefix(4)) == ["refused", "refused", "refused", "10 GiB"])
-            #expect(Array(lines.dropFirst(7)) == [
-                "7", "EINVAL", "size-query True", "-1 ERANGE",
-                "['user.pocket.allocation', 'user.pocket.capacity', 'user.pocket.max_lambdas', 'user.pocket.peak_throughput', 'user.pocket.weightmap']",
-            ])
+            #expect(
+                Array(lines.dropFirst(7)) == [
+                    "7", "EINVAL", "size-query True", "-1 ERANGE",
+                    "['user.pocket.allocation', 'user.pocket.capacity', 'user.pocket.max_lambdas', 'user.pocket.peak_throughput', 'user.pocket.weightmap']",
+                ])
             let info = try #require(try await mounted.client.listJobs().first { $0.name == "hinted" })
-            #expect(info.hints == JobHints(latencySensitive: nil, maxLambdas: 7, peakThroughput: 2_000_000_000, capacity: 10 << 30))
+            #expect(
+                info.hints
+                    == JobHints(latencySensitive: nil, maxLambdas: 7, peakThroughput: 2_000_000_000, capacity: 10 << 30)
+            )
         }
     }
 
@@ -302,7 +307,9 @@ import Testing
                 PY
                 """#.replacingOccurrences(of: "ROOT", with: root)
             let result = try await shell(script, environment: environment)
-            #expect(result.output == "No space left on device\nintact\nEXDEV\nENOTEMPTY\nENOENT\nEISDIR\nEEXIST\n", "\(result.errors)")
+            #expect(
+                result.output == "No space left on device\nintact\nEXDEV\nENOTEMPTY\nENOENT\nEISDIR\nEEXIST\n",
+                "\(result.errors)")
         }
     }
 
@@ -349,13 +356,15 @@ import Testing
             let reader = mounted.mounts[1]
             let environment = mounted.environment
             var result = try await shell(
-                "mkdir \(root)/fragile && head -c 4000000 /dev/urandom > \(root)/fragile/data", environment: environment)
+                "mkdir \(root)/fragile && head -c 4000000 /dev/urandom > \(root)/fragile/data", environment: environment
+            )
             #expect(result.status == 0)
             let victim = mounted.cluster.storageServers[0]
             victim.signal(SIGKILL)
             await victim.waitUntilExit()
             // An error, not a hang (the shell's deadline is the hang guard).
-            result = try await shell("cat \(reader)/fragile/data > /dev/null", environment: environment, timeout: .seconds(60))
+            result = try await shell(
+                "cat \(reader)/fragile/data > /dev/null", environment: environment, timeout: .seconds(60))
             #expect(result.status != 0)
             #expect(result.errors.contains("Input/output error"))
         }
@@ -364,7 +373,8 @@ import Testing
     @Test func aCrashedMountIsCleanedUpByTheNextOne() async throws {
         try await withMountedCluster { mounted in
             let point = mounted.mounts[0]
-            try await shell("mkdir \(point)/survivor && echo kept > \(point)/survivor/note", environment: mounted.environment)
+            try await shell(
+                "mkdir \(point)/survivor && echo kept > \(point)/survivor/note", environment: mounted.environment)
             let daemon = try #require(mounted.cluster.mounts.first)
             daemon.signal(SIGKILL)
             await daemon.waitUntilExit()

@@ -39,7 +39,9 @@ import Testing
                         map.entries.first { $0.server == info.id }
                     })
                 let expected = Double(total) * entry.weight
-                #expect(abs(Double(stats.blockCount) - expected) <= 5, "server \(server.endpoint): \(stats.blockCount) of \(total)")
+                #expect(
+                    abs(Double(stats.blockCount) - expected) <= 5,
+                    "server \(server.endpoint): \(stats.blockCount) of \(total)")
             }
             try await client.deregisterJob(job)
         }
@@ -79,16 +81,22 @@ import Testing
             // Bob's token with Alice's job id.
             let metadata = alice.metadata
             for path in ["secret", "tiny"] {
-                await #expect { try await ask(metadata, GetObject(auth: JobAuth(job: alice.id, token: bob.token), path: path)) }
-                    throws: { errorCode($0) == .unauthorized }
+                await #expect {
+                    try await ask(metadata, GetObject(auth: JobAuth(job: alice.id, token: bob.token), path: path))
+                } throws: { errorCode($0) == .unauthorized }
             }
-            await #expect { try await ask(metadata, Delete(auth: JobAuth(job: alice.id, token: bob.token), path: "secret")) }
-                throws: { errorCode($0) == .unauthorized }
+            await #expect {
+                try await ask(metadata, Delete(auth: JobAuth(job: alice.id, token: bob.token), path: "secret"))
+            } throws: { errorCode($0) == .unauthorized }
             // Bob's own namespace does not contain Alice's objects.
             await #expect { try await bob.get("secret") } throws: { errorCode($0) == .notFound }
             // Neither the controller nor lookup accept a wrong token.
-            await #expect { try await client.openJob("alice", token: bob.token) } throws: { errorCode($0) == .unauthorized }
-            await #expect { try await client.deregisterJob("alice", token: "0000") } throws: { errorCode($0) == .unauthorized }
+            await #expect { try await client.openJob("alice", token: bob.token) } throws: {
+                errorCode($0) == .unauthorized
+            }
+            await #expect { try await client.deregisterJob("alice", token: "0000") } throws: {
+                errorCode($0) == .unauthorized
+            }
             #expect(try await alice.get("secret") == pattern(100_000, seed: 1))
             try await client.deregisterJob(alice)
             try await client.deregisterJob(bob)

@@ -56,7 +56,8 @@ import Testing
             try await cluster.expectContents("both", "inline", inline)
             for (index, file) in singles.enumerated() { try await cluster.expectContents("both", "one/\(index)", file) }
             try await cluster.expectContents("near", "data", nearData)
-            let farBlocksBeforeCut = try await cluster.blockCounts(totalling: 16 + singles.count + 64 + 2 * 64)[farID] ?? 0
+            let farBlocksBeforeCut =
+                try await cluster.blockCounts(totalling: 16 + singles.count + 64 + 2 * 64)[farID] ?? 0
 
             // 2. During the partition. How long each step takes is `scripts/faults`'s to measure;
             // here, what happens: errors that are clear and come (the commands' deadline is a
@@ -314,7 +315,9 @@ final class SplitCluster: Sendable {
 
     /// Runs `pocket arguments…` and records an issue when it fails.
     @discardableResult
-    func succeed(_ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation) async throws -> NamespacedRun {
+    func succeed(
+        _ arguments: String..., sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> NamespacedRun {
         let run = try await pocket(arguments)
         #expect(
             run.status == 0, "pocket \(arguments.joined(separator: " ")): \(run.errors)", sourceLocation: sourceLocation

@@ -20,18 +20,25 @@ import Testing
 
     func checkAll(_ job: PocketJob, prefix: String) async throws {
         for (index, size) in sizes.enumerated() {
-            #expect(try await job.get("\(prefix)/\(index)") == pattern(size, seed: UInt64(index + 1)), "\(prefix)/\(index)")
+            #expect(
+                try await job.get("\(prefix)/\(index)") == pattern(size, seed: UInt64(index + 1)), "\(prefix)/\(index)")
         }
     }
 
     /// Waits until every block of the job's objects has `copies` copies, none on `lost`.
-    func waitForCopies(_ job: PocketJob, prefix: String, copies: Int, avoiding lost: Set<ServerID>) async throws -> Duration {
+    func waitForCopies(
+        _ job: PocketJob, prefix: String, copies: Int, avoiding lost: Set<ServerID>
+    ) async throws -> Duration {
         let started = ContinuousClock.now
-        try await eventually("every block of \(prefix)/ to have \(copies) copies, none on \(lost)", every: .milliseconds(200)) {
+        try await eventually(
+            "every block of \(prefix)/ to have \(copies) copies, none on \(lost)", every: .milliseconds(200)
+        ) {
             var healthy = true
             for index in sizes.indices {
                 let layout = try await job.layout("\(prefix)/\(index)")
-                healthy = healthy && layout.blocks.allSatisfy { Set($0.servers).count == copies && lost.isDisjoint(with: $0.servers) }
+                healthy =
+                    healthy
+                    && layout.blocks.allSatisfy { Set($0.servers).count == copies && lost.isDisjoint(with: $0.servers) }
             }
             return healthy
         }

@@ -38,7 +38,8 @@ import Testing
             #expect(try await blocksPerTier(cluster, client) == [.dram: 20, .ssd: 0, .hdd: 20])
 
             // Throughput-heavy, not latency-sensitive: SSD (HDD would need 2.5 of its nodes' throughput).
-            let busy = try await client.registerJob("busy", hints: JobHints(peakThroughput: 500_000_000, capacity: 256 << 20))
+            let busy = try await client.registerJob(
+                "busy", hints: JobHints(peakThroughput: 500_000_000, capacity: 256 << 20))
             for index in 0..<4 { try await busy.put("o\(index)", pattern(blocks << 16, seed: UInt64(20 + index))) }
             #expect(try await blocksPerTier(cluster, client) == [.dram: 20, .ssd: 20, .hdd: 20])
 
@@ -51,7 +52,9 @@ import Testing
             }
             // Each server's reservation is what its one job asked for.
             let allocated = Dictionary(
-                uniqueKeysWithValues: status.servers.filter { $0.kind == .storage }.map { ($0.tier, $0.allocatedCapacity) })
+                uniqueKeysWithValues: status.servers.filter { $0.kind == .storage }.map {
+                    ($0.tier, $0.allocatedCapacity)
+                })
             #expect(allocated == [.dram: 64 << 20, .hdd: 512 << 20, .ssd: 256 << 20])
 
             // The cold job turns latency-sensitive: new blocks go to DRAM, old ones stay on HDD.
@@ -67,7 +70,9 @@ import Testing
             #expect(try await cold.get("after") == pattern(blocks << 16, seed: 99))
             status = try await client.status()
             let moved = Dictionary(
-                uniqueKeysWithValues: status.servers.filter { $0.kind == .storage }.map { ($0.tier, $0.allocatedCapacity) })
+                uniqueKeysWithValues: status.servers.filter { $0.kind == .storage }.map {
+                    ($0.tier, $0.allocatedCapacity)
+                })
             #expect(moved == [.dram: (64 + 512) << 20, .hdd: 0, .ssd: 256 << 20])
 
             for job in [fast, cold, busy] { try await client.deregisterJob(job) }

@@ -34,13 +34,15 @@ import Testing
             var relabelled = own
             relabelled.job = owner.id
             await #expect {
-                try await ask(server, ReadBlocks(jobID: owner.id, capabilities: [relabelled], ranges: [BlockRange(id: block)]))
+                try await ask(
+                    server, ReadBlocks(jobID: owner.id, capabilities: [relabelled], ranges: [BlockRange(id: block)]))
             } throws: { errorCode($0) == .unauthorized }
             var widened = own
             widened.blocks = 0...BlockID.max
             widened.rights = [.read, .write, .free]
             await #expect {
-                try await ask(server, ReadBlocks(jobID: intruder.id, capabilities: [widened], ranges: [BlockRange(id: 1)]))
+                try await ask(
+                    server, ReadBlocks(jobID: intruder.id, capabilities: [widened], ranges: [BlockRange(id: 1)]))
             } throws: { errorCode($0) == .unauthorized }
             // No capability at all: guessing ids gets nothing, overwriting and freeing nothing.
             await #expect {
@@ -58,7 +60,9 @@ import Testing
             // A read capability does not let its own job write either.
             await #expect {
                 try await ask(
-                    server, WriteBlocks(jobID: intruder.id, capabilities: [own], blocks: [.init(id: 1, data: pattern(10, seed: 3))]))
+                    server,
+                    WriteBlocks(
+                        jobID: intruder.id, capabilities: [own], blocks: [.init(id: 1, data: pattern(10, seed: 3))]))
             } throws: { errorCode($0) == .unauthorized }
             #expect(try await owner.get("secret") == pattern(300_000, seed: 1), "the owner's data is untouched")
             #expect(try await intruder.get("mine") == pattern(300_000, seed: 2))
@@ -73,15 +77,18 @@ import Testing
             let key = try ClusterKey.load(path: cluster.options.environment["POCKET_CLUSTER_KEY"]!)
             let signer = CapabilitySigner(key: key)
             let fresh = signer.sign(job: job.id, rights: .read, blocks: block...block)
-            let data = try await ask(server, ReadBlocks(jobID: job.id, capabilities: [fresh], ranges: [BlockRange(id: block)]))
+            let data = try await ask(
+                server, ReadBlocks(jobID: job.id, capabilities: [fresh], ranges: [BlockRange(id: block)]))
             #expect(data.blocks.count == 1, "a capability signed with the cluster's key is accepted")
             let expired = signer.sign(job: job.id, rights: .read, blocks: block...block, lifetime: .seconds(-5))
             await #expect {
-                try await ask(server, ReadBlocks(jobID: job.id, capabilities: [expired], ranges: [BlockRange(id: block)]))
+                try await ask(
+                    server, ReadBlocks(jobID: job.id, capabilities: [expired], ranges: [BlockRange(id: block)]))
             } throws: { ($0 as? PocketError)?.message.contains("expired") == true }
             let stranger = CapabilitySigner(key: .random()).sign(job: job.id, rights: .read, blocks: block...block)
             await #expect {
-                try await ask(server, ReadBlocks(jobID: job.id, capabilities: [stranger], ranges: [BlockRange(id: block)]))
+                try await ask(
+                    server, ReadBlocks(jobID: job.id, capabilities: [stranger], ranges: [BlockRange(id: block)]))
             } throws: { errorCode($0) == .unauthorized }
         }
     }
@@ -103,10 +110,14 @@ import Testing
             } throws: { errorCode($0) == .unauthorized }
             // A client cannot ask a metadata server for free or control rights either.
             await #expect {
-                try await ask(job.metadata, AuthorizeBlocks(auth: JobAuth(job: job.id, token: job.token), rights: .free, blocks: 1...1))
+                try await ask(
+                    job.metadata,
+                    AuthorizeBlocks(auth: JobAuth(job: job.id, token: job.token), rights: .free, blocks: 1...1))
             } throws: { errorCode($0) == .unauthorized }
             await #expect {
-                try await ask(job.metadata, AuthorizeBlocks(auth: JobAuth(job: job.id, token: "guess"), rights: .read, blocks: 1...1))
+                try await ask(
+                    job.metadata,
+                    AuthorizeBlocks(auth: JobAuth(job: job.id, token: "guess"), rights: .read, blocks: 1...1))
             } throws: { errorCode($0) == .unauthorized }
             #expect(try await job.get("object") == pattern(100_000, seed: 5), "the job is still its owner's")
             try await client.deregisterJob(job)
@@ -116,11 +127,16 @@ import Testing
     @Test func onlyHoldersOfTheClusterKeyJoinTheCluster() async throws {
         try await withCluster { cluster, client in
             let before = try await client.status().servers.map(\.id)
-            let rogue = RegisterServer(kind: .storage, tier: .dram, address: "127.0.0.1:9", capacityBytes: 1 << 40, throughput: 1)
-            await #expect { try await ask(cluster.controller.endpoint, rogue) } throws: { errorCode($0) == .unauthorized }
+            let rogue = RegisterServer(
+                kind: .storage, tier: .dram, address: "127.0.0.1:9", capacityBytes: 1 << 40, throughput: 1)
+            await #expect { try await ask(cluster.controller.endpoint, rogue) } throws: {
+                errorCode($0) == .unauthorized
+            }
             var forged = rogue
             forged.proof = CapabilitySigner(key: .random()).control()
-            await #expect { try await ask(cluster.controller.endpoint, forged) } throws: { errorCode($0) == .unauthorized }
+            await #expect { try await ask(cluster.controller.endpoint, forged) } throws: {
+                errorCode($0) == .unauthorized
+            }
             // Nor can a stranger keep a server alive or feed the autoscaler reports.
             await #expect {
                 try await ask(cluster.controller.endpoint, Heartbeat(serverID: before[0], stats: ServerStats()))
@@ -143,7 +159,8 @@ import Testing
             try await client.deregisterJob(job)
             // The frees that follow a deregistration reach the storage servers (and their logs).
             try await eventually("every storage server to have freed the job's blocks") {
-                for server in cluster.storageServers where try await ask(server.endpoint, StorageStats()).usedBytes != 0 {
+                for server in cluster.storageServers where try await ask(server.endpoint, StorageStats()).usedBytes != 0
+                {
                     return false
                 }
                 return true

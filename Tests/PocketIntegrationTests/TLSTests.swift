@@ -298,8 +298,10 @@ struct Command: Sendable {
     }
 
     /// Runs a `pocket` command to completion.
-    static func run(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) async throws -> Result {
-        let result = try await runCommand(try pocketExecutable(), arguments, environment: environment(home: home, extra))
+    static func run(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) async throws -> Result
+    {
+        let result = try await runCommand(
+            try pocketExecutable(), arguments, environment: environment(home: home, extra))
         return Result(status: result.status, output: result.output, errors: result.errors)
     }
 
@@ -319,7 +321,8 @@ struct Command: Sendable {
         let process = self.process.process
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
-        if (try? await eventually("pocket to exit after SIGTERM", deadline: .seconds(30)) { !process.isRunning }) == nil {
+        if (try? await eventually("pocket to exit after SIGTERM", deadline: .seconds(30)) { !process.isRunning }) == nil
+        {
             kill(process.processIdentifier, SIGKILL)
             try? await eventually("pocket to exit after SIGKILL") { !process.isRunning }
         }

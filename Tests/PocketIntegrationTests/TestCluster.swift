@@ -26,7 +26,8 @@ func pocketExecutable() throws -> URL {
     let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let candidate = bundle.appendingPathComponent("pocket")
     guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
-        throw PocketError(.notFound, "no pocket executable at \(candidate.path): run `swift build` first or set POCKET_BIN")
+        throw PocketError(
+            .notFound, "no pocket executable at \(candidate.path): run `swift build` first or set POCKET_BIN")
     }
     return candidate
 }

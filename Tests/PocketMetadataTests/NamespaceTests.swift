@@ -79,8 +79,12 @@ import Testing
         }
         #expect { try namespace.rename("x", to: "full", now: 2) } throws: { ($0 as? PocketError)?.code == .notEmpty }
         #expect { try namespace.rename("x", to: "f", now: 2) } throws: { ($0 as? PocketError)?.code == .notDirectory }
-        #expect { try namespace.rename("f", to: "empty", now: 2) } throws: { ($0 as? PocketError)?.code == .isDirectory }
-        #expect { try namespace.rename("f", to: "missing/f", now: 2) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try namespace.rename("f", to: "empty", now: 2) } throws: {
+            ($0 as? PocketError)?.code == .isDirectory
+        }
+        #expect { try namespace.rename("f", to: "missing/f", now: 2) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
 
         _ = try namespace.rename("x", to: "empty", now: 2)
         #expect(try namespace.resolve("empty/y").kind == .directory)
@@ -90,7 +94,8 @@ import Testing
     @Test func droppingAJobKeepsOnlyPersistedFiles() throws {
         var namespace = Namespace()
         _ = try namespace.putFile("keep/k", data: file(1, blocks: [BlockRef(id: 1, server: 1)]), persist: true, now: 1)
-        _ = try namespace.putFile("keep/tmp", data: file(1, blocks: [BlockRef(id: 2, server: 1)]), persist: false, now: 1)
+        _ = try namespace.putFile(
+            "keep/tmp", data: file(1, blocks: [BlockRef(id: 2, server: 1)]), persist: false, now: 1)
         _ = try namespace.putFile("gone/x", data: file(1, blocks: [BlockRef(id: 3, server: 2)]), persist: false, now: 1)
         let (released, kept) = namespace.dropEphemeral(now: 2)
         #expect(kept == 1)

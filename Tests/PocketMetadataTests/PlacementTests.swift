@@ -64,8 +64,12 @@ import Testing
 
     @Test func wrongTokensAndUnknownJobsAreRefused() {
         let state = state()
-        #expect { try state.authorize(JobAuth(job: 7, token: "guess")) } throws: { ($0 as? PocketError)?.code == .unauthorized }
-        #expect { try state.authorize(JobAuth(job: 8, token: "secret")) } throws: { ($0 as? PocketError)?.code == .unknownJob }
+        #expect { try state.authorize(JobAuth(job: 7, token: "guess")) } throws: {
+            ($0 as? PocketError)?.code == .unauthorized
+        }
+        #expect { try state.authorize(JobAuth(job: 8, token: "secret")) } throws: {
+            ($0 as? PocketError)?.code == .unknownJob
+        }
     }
 
     @Test func allocationStopsAtCapacityAndIsAllOrNothing() throws {
@@ -87,20 +91,25 @@ import Testing
         var state = state()
         let blocks = try state.allocate(auth, count: 2)
         #expect {
-            try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536 * 3, blocks: blocks), now: 1)
+            try state.commit(
+                CommitObject(auth: auth, path: "f", persist: false, size: 65536 * 3, blocks: blocks), now: 1)
         } throws: { ($0 as? PocketError)?.code == .invalidArgument }
         let forged = [blocks[0], BlockRef(id: 999, server: 1)]
         #expect {
-            try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536 * 2, blocks: forged), now: 1)
+            try state.commit(
+                CommitObject(auth: auth, path: "f", persist: false, size: 65536 * 2, blocks: forged), now: 1)
         } throws: { ($0 as? PocketError)?.code == .invalidArgument }
-        #expect(try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65537, blocks: blocks), now: 1).isEmpty)
+        #expect(
+            try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65537, blocks: blocks), now: 1)
+                .isEmpty)
         #expect(state.jobs[7]!.pending.isEmpty)
     }
 
     @Test func deletingReturnsSpaceForNewAllocations() throws {
         var state = state(capacities: [2 * 65536])
         let blocks = try state.allocate(auth, count: 2)
-        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: blocks), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: blocks), now: 1)
         #expect { try state.allocate(auth, count: 1) } throws: { ($0 as? PocketError)?.code == .noSpace }
         #expect(try state.delete(Delete(auth: auth, path: "f"), now: 2).count == 2)
         #expect(try state.allocate(auth, count: 2).count == 2)
@@ -112,12 +121,16 @@ import Testing
         let request = PutInline(auth: auth, path: "a", persist: false, data: small)
         _ = try state.putInline(request, data: small, now: 1)
         let big = ByteBuffer(repeating: 1, count: 101)
-        #expect { try state.putInline(request, data: big, now: 1) } throws: { ($0 as? PocketError)?.code == .invalidArgument }
-        for index in 1..<10 {
-            _ = try state.putInline(PutInline(auth: auth, path: "f\(index)", persist: false, data: small), data: small, now: 1)
+        #expect { try state.putInline(request, data: big, now: 1) } throws: {
+            ($0 as? PocketError)?.code == .invalidArgument
         }
-        #expect { try state.putInline(PutInline(auth: auth, path: "x", persist: false, data: small), data: small, now: 1) }
-            throws: { ($0 as? PocketError)?.code == .noSpace }
+        for index in 1..<10 {
+            _ = try state.putInline(
+                PutInline(auth: auth, path: "f\(index)", persist: false, data: small), data: small, now: 1)
+        }
+        #expect {
+            try state.putInline(PutInline(auth: auth, path: "x", persist: false, data: small), data: small, now: 1)
+        } throws: { ($0 as? PocketError)?.code == .noSpace }
     }
 
     @Test func deleteAfterReadRemovesInlineObjects() throws {
@@ -125,14 +138,18 @@ import Testing
         let data = ByteBuffer(string: "hello")
         _ = try state.putInline(PutInline(auth: auth, path: "a", persist: false, data: data), data: data, now: 1)
         #expect(try state.get(GetObject(auth: auth, path: "a", deleteAfterRead: true), now: 2).inline == data)
-        #expect { try state.get(GetObject(auth: auth, path: "a"), now: 3) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try state.get(GetObject(auth: auth, path: "a"), now: 3) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
     }
 
     @Test func droppedJobsKeepPersistedObjectsForTheirNextIncarnation() throws {
         var state = state()
         let blocks = try state.allocate(auth, count: 3)
-        _ = try state.commit(CommitObject(auth: auth, path: "keep", persist: true, size: 65536, blocks: [blocks[0]]), now: 1)
-        _ = try state.commit(CommitObject(auth: auth, path: "tmp", persist: false, size: 65536, blocks: [blocks[1]]), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "keep", persist: true, size: 65536, blocks: [blocks[0]]), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "tmp", persist: false, size: 65536, blocks: [blocks[1]]), now: 1)
         let dropped = state.drop(7, now: 2)
         let (released, kept) = try #require(dropped)
         #expect(kept == 1)
@@ -145,7 +162,8 @@ import Testing
     @Test func aCommitMayKeepTheFilesOwnBlocksAndHoles() throws {
         var state = state()
         let first = try state.allocate(auth, count: 3)
-        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 3 * 65536, blocks: first), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 3 * 65536, blocks: first), now: 1)
         // Rewrite the middle block, punch the last into a hole, grow by one more hole.
         let fresh = try state.allocate(auth, count: 1)
         let layout = [first[0], fresh[0], .hole, .hole]
@@ -161,7 +179,8 @@ import Testing
         } throws: { ($0 as? PocketError)?.code == .invalidArgument }
         #expect {
             try state.commit(
-                CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: [first[0], first[0]]), now: 5)
+                CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: [first[0], first[0]]),
+                now: 5)
         } throws: { ($0 as? PocketError)?.code == .invalidArgument }
     }
 }

@@ -18,7 +18,7 @@ import Testing
         }
         #expect(state.allocated.values.reduce(0, +) == 12 * 65536, "each copy takes room")
         #expect(state.jobs[7]!.blockBytes == 12 * 65536)
-        try state.commit(
+        _ = try state.commit(
             CommitObject(auth: auth, path: "f", persist: false, size: 6 * 65536, blocks: blocks), now: 1)
         let released = try state.delete(Delete(auth: auth, path: "f"), now: 2)
         #expect(Set(released) == Set(blocks))
@@ -38,9 +38,11 @@ import Testing
     }
 
     @Test func lostCopiesAreRestoredOnAServerWithoutOne() throws {
-        var state = base.state(capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
+        var state = base.state(
+            capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
         let blocks = try state.allocate(auth, count: 4)
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 4 * 65536, blocks: blocks), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 4 * 65536, blocks: blocks), now: 1)
         #expect(blocks.allSatisfy { Set($0.servers) == [1, 2] })
         state.servers[1]!.state = .dead
         let tasks = state.planRepairs(limit: 100)
@@ -56,9 +58,11 @@ import Testing
     }
 
     @Test func aBlockWithNoLiveCopyIsNotPlannedAndFailedCopiesGiveBackTheirRoom() throws {
-        var state = base.state(capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
+        var state = base.state(
+            capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
         let blocks = try state.allocate(auth, count: 2)
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: blocks), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 2 * 65536, blocks: blocks), now: 1)
         state.servers[1]!.state = .dead
         let tasks = state.planRepairs(limit: 100)
         _ = state.finishRepairs(made: [], failed: tasks)
@@ -68,9 +72,10 @@ import Testing
     }
 
     @Test func aCopyOfABlockDeletedMeanwhileIsAnOrphan() throws {
-        var state = base.state(capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
+        var state = base.state(
+            capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
         let blocks = try state.allocate(auth, count: 1)
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: blocks), now: 1)
+        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: blocks), now: 1)
         state.servers[1]!.state = .dead
         let tasks = state.planRepairs(limit: 100)
         _ = try state.delete(Delete(auth: auth, path: "f"), now: 2)
@@ -79,13 +84,14 @@ import Testing
     }
 
     @Test func aCommitKeepingABlockRecordsItsCurrentCopies() throws {
-        var state = base.state(capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
+        var state = base.state(
+            capacities: [8 * 65536, 8 * 65536, 8 * 65536], weightMap: .even([1, 2]), replication: 2)
         let blocks = try state.allocate(auth, count: 1)
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: blocks), now: 1)
+        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: blocks), now: 1)
         state.servers[1]!.state = .dead
         _ = state.finishRepairs(made: state.planRepairs(limit: 10), failed: [])
         // A client that read the layout before the repair commits the block it kept, as it knew it.
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 100, blocks: blocks), now: 3)
+        _ = try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 100, blocks: blocks), now: 3)
         let location = try state.get(GetObject(auth: auth, path: "f"), now: 4)
         #expect(location.blocks[0].servers == [2, 3])
     }
@@ -98,7 +104,8 @@ import Testing
             try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .read, blocks: 1...4))
         }
         #expect(try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .write, blocks: 2...3)) == 2...3)
-        try state.commit(CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: [blocks[0]]), now: 1)
+        _ = try state.commit(
+            CommitObject(auth: auth, path: "f", persist: false, size: 65536, blocks: [blocks[0]]), now: 1)
         #expect(throws: PocketError.self, "committed blocks cannot be written again") {
             try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .write, blocks: 1...1))
         }
@@ -109,7 +116,8 @@ import Testing
             try state.authorizeBlocks(AuthorizeBlocks(auth: auth, rights: .write, blocks: 0...BlockID.max))
         }
         #expect(throws: PocketError.self) {
-            try state.authorizeBlocks(AuthorizeBlocks(auth: JobAuth(job: 7, token: "wrong"), rights: .read, blocks: 1...1))
+            try state.authorizeBlocks(
+                AuthorizeBlocks(auth: JobAuth(job: 7, token: "wrong"), rights: .read, blocks: 1...1))
         }
     }
 }

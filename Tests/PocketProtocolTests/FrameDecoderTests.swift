@@ -75,7 +75,8 @@ import Testing
     @Test func largeBlockDataTravelsAsItsOwnBuffer() {
         let data = ByteBuffer(repeating: 1, count: 64 << 10)
         let parts = WireWriter.frame(
-            WriteBlocks(jobID: 1, capabilities: [], blocks: [.init(id: 1, data: data)]), header: FrameHeader(opcode: .writeBlocks, requestID: 1))
+            WriteBlocks(jobID: 1, capabilities: [], blocks: [.init(id: 1, data: data)]),
+            header: FrameHeader(opcode: .writeBlocks, requestID: 1))
         #expect(parts.contains { $0 == data }, "block bytes are not copied into the header buffer")
         #expect(parts.reduce(0) { $0 + $1.readableBytes } == Int(parts[0].getInteger(at: 0, as: UInt32.self)!) + 4)
     }

@@ -24,7 +24,8 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         stats: stats)
     server.allocatedThroughput = 7
     server.allocatedCapacity = 8
-    let allocation = Allocation(tier: .dram, throughput: 5, capacity: 6, nodes: 0.25, costPerHour: 0.126, overcommitted: true)
+    let allocation = Allocation(
+        tier: .dram, throughput: 5, capacity: 6, nodes: 0.25, costPerHour: 0.126, overcommitted: true)
     let job = JobInfo(
         name: "sort", id: 42, hints: hints, allocation: allocation,
         weightMap: map, metadataAddress: "127.0.0.1:7071")
@@ -37,33 +38,45 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
     let data = ByteBuffer(bytes: Array(0..<200).map { UInt8($0) })
     let big = ByteBuffer(repeating: 0xAB, count: 70_000)
     let credentials = JobCredentials(name: "sort", token: "secret")
-    let capability = Capability(job: 42, rights: [.read, .write], blocks: 3...900, expiry: 1_900_000_000, mac: 0xDEAD_BEEF << 64 | 7)
+    let capability = Capability(
+        job: 42, rights: [.read, .write], blocks: 3...900, expiry: 1_900_000_000, mac: 0xDEAD_BEEF << 64 | 7)
     let control = Capability(job: 0, rights: .control, blocks: Capability.everyBlock, expiry: 5, mac: 1)
     let record = JobRecord(id: 42, name: "sort", token: auth.token, hints: hints, weightMap: map)
     let replicated = [BlockRef(id: 3, server: 1, replicas: [2, 4]), BlockRef(id: 4, server: 2, replicas: [1]), .hole]
     return [
         ("Ping", Ping.opcode, Ping()),
-        ("RegisterServer", RegisterServer.opcode,
-         RegisterServer(kind: .storage, tier: .hdd, address: "[::1]:80", capacityBytes: 5, throughput: 6)),
-        ("RegisterServer again with a report", RegisterServer.opcode,
-         RegisterServer(
-            kind: .metadata, tier: .dram, address: "127.0.0.1:7071", capacityBytes: 5, throughput: 0, previousID: 7,
-            knownServers: table.servers + [
-                StorageServerEntry(id: 9, address: "127.0.0.1:2", tier: .hdd, state: .dead, capacityBytes: 11)
-            ],
-            jobs: [record, JobRecord(id: 43, name: "empty", token: "u", hints: JobHints(), weightMap: WeightMap())],
-            retiredJobs: [RetiredJob(id: 40, name: "kept")], proof: control)),
+        (
+            "RegisterServer", RegisterServer.opcode,
+            RegisterServer(kind: .storage, tier: .hdd, address: "[::1]:80", capacityBytes: 5, throughput: 6)
+        ),
+        (
+            "RegisterServer again with a report", RegisterServer.opcode,
+            RegisterServer(
+                kind: .metadata, tier: .dram, address: "127.0.0.1:7071", capacityBytes: 5, throughput: 0, previousID: 7,
+                knownServers: table.servers + [
+                    StorageServerEntry(id: 9, address: "127.0.0.1:2", tier: .hdd, state: .dead, capacityBytes: 11)
+                ],
+                jobs: [
+                    record, JobRecord(id: 43, name: "empty", token: "u", hints: JobHints(), weightMap: WeightMap()),
+                ],
+                retiredJobs: [RetiredJob(id: 40, name: "kept")], proof: control)
+        ),
         ("JobRecord", nil, record),
         ("RegisterServerReply", nil, RegisterServerReply(serverID: 1, blockSize: 65536, inlineLimit: 8192)),
         ("Heartbeat", Heartbeat.opcode, Heartbeat(serverID: 2, stats: stats)),
-        ("Heartbeat with reports", Heartbeat.opcode,
-         Heartbeat(serverID: 2, stats: stats, placedBytes: [3: 65536, 4: 1], jobBytes: [42: 7], proof: control)),
+        (
+            "Heartbeat with reports", Heartbeat.opcode,
+            Heartbeat(serverID: 2, stats: stats, placedBytes: [3: 65536, 4: 1], jobBytes: [42: 7], proof: control)
+        ),
         ("ListEvents", ListEvents.opcode, ListEvents(since: 17)),
-        ("EventList", nil,
-         EventList(events: [
-            ScalingEvent(
-                time: 1, action: .drain, kind: .storage, tier: .ssd, count: 1, servers: 2, utilisation: 0.4, reason: "r")
-         ])),
+        (
+            "EventList", nil,
+            EventList(events: [
+                ScalingEvent(
+                    time: 1, action: .drain, kind: .storage, tier: .ssd, count: 1, servers: 2, utilisation: 0.4,
+                    reason: "r")
+            ])
+        ),
         ("RegisterJob", RegisterJob.opcode, RegisterJob(name: "sort", hints: hints)),
         ("RegisterJob no hints", RegisterJob.opcode, RegisterJob(name: "x", hints: JobHints())),
         ("JobGrant", nil, JobGrant(jobID: 1, token: "t", metadataAddress: "a:1", blockSize: 2, inlineLimit: 3)),
@@ -74,12 +87,18 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("ClusterStatusRequest", ClusterStatusRequest.opcode, ClusterStatusRequest()),
         ("ClusterStatus", nil, ClusterStatus(blockSize: 65536, servers: [server], jobs: [job])),
         ("UpdateHints", UpdateHints.opcode, UpdateHints(job: credentials, hints: JobHints(capacity: 9))),
-        ("AssignJob", AssignJob.opcode, AssignJob(capability: control, jobID: 1, name: "sort", token: "t", hints: hints, weightMap: map)),
+        (
+            "AssignJob", AssignJob.opcode,
+            AssignJob(capability: control, jobID: 1, name: "sort", token: "t", hints: hints, weightMap: map)
+        ),
         ("DropJob", DropJob.opcode, DropJob(capability: control, jobID: 5)),
         ("DropJobReply", nil, DropJobReply(freed: FreeReply(blocks: 1, bytes: 2), persistedObjects: 3)),
         ("ServerTable", ServerTable.opcode, table),
         ("ServerTable signed", ServerTable.opcode, ServerTable(capability: control, servers: table.servers)),
-        ("SetWeightMap", SetWeightMap.opcode, SetWeightMap(capability: control, jobID: 1, hints: JobHints(replication: 2), weightMap: map)),
+        (
+            "SetWeightMap", SetWeightMap.opcode,
+            SetWeightMap(capability: control, jobID: 1, hints: JobHints(replication: 2), weightMap: map)
+        ),
         ("PutInline", PutInline.opcode, PutInline(auth: auth, path: "a/b", persist: true, data: data)),
         ("GetObject", GetObject.opcode, GetObject(auth: auth, path: "a/b", deleteAfterRead: true)),
         ("ObjectLocation inline", nil, ObjectLocation(size: 200, blockSize: 65536, inline: data, blocks: [])),
@@ -87,8 +106,10 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("AllocateBlocks", AllocateBlocks.opcode, AllocateBlocks(auth: auth, count: 16)),
         ("BlockList", nil, BlockList(blocks: blocks)),
         ("Committed", nil, Committed(changed: 1_764_000_000_123_456_789)),
-        ("CommitObject", CommitObject.opcode,
-         CommitObject(auth: auth, path: "p", persist: false, size: 70_000, blocks: blocks)),
+        (
+            "CommitObject", CommitObject.opcode,
+            CommitObject(auth: auth, path: "p", persist: false, size: 70_000, blocks: blocks)
+        ),
         ("AbortBlocks", AbortBlocks.opcode, AbortBlocks(auth: auth, blocks: blocks)),
         ("Stat", Stat.opcode, Stat(auth: auth, path: "p")),
         ("EntryInfo", nil, entry),
@@ -102,17 +123,27 @@ let samples: [(name: String, opcode: Opcode?, message: any WireMessage)] = {
         ("SetAttributes none", SetAttributes.opcode, SetAttributes(auth: auth, path: "f")),
         ("MakeDirectory", MakeDirectory.opcode, MakeDirectory(auth: auth, path: "d/e", parents: true)),
         ("GetServers", GetServers.opcode, GetServers()),
-        ("WriteBlocks", WriteBlocks.opcode,
-         WriteBlocks(jobID: 42, capabilities: [capability, control], blocks: [.init(id: 1, data: data), .init(id: 2, data: big)])),
-        ("ReadBlocks", ReadBlocks.opcode,
-         ReadBlocks(jobID: 42, capabilities: [capability], ranges: [BlockRange(id: 1), BlockRange(id: 2, offset: 10, length: 20)])),
+        (
+            "WriteBlocks", WriteBlocks.opcode,
+            WriteBlocks(
+                jobID: 42, capabilities: [capability, control],
+                blocks: [.init(id: 1, data: data), .init(id: 2, data: big)])
+        ),
+        (
+            "ReadBlocks", ReadBlocks.opcode,
+            ReadBlocks(
+                jobID: 42, capabilities: [capability],
+                ranges: [BlockRange(id: 1), BlockRange(id: 2, offset: 10, length: 20)])
+        ),
         ("BlockData", nil, BlockData(blocks: [data, big, ByteBuffer()])),
         ("FreeBlocks", FreeBlocks.opcode, FreeBlocks(jobID: 42, capability: capability, ids: [1, 2, 3])),
         ("FreeJob", FreeJob.opcode, FreeJob(jobID: 42, capability: capability)),
         ("Capability", nil, capability),
         ("AuthorizeBlocks", AuthorizeBlocks.opcode, AuthorizeBlocks(auth: auth, rights: .write, blocks: 7...9)),
-        ("ObjectLocation replicated", nil,
-         ObjectLocation(size: 140_000, blockSize: 65536, inline: nil, blocks: replicated, capability: capability)),
+        (
+            "ObjectLocation replicated", nil,
+            ObjectLocation(size: 140_000, blockSize: 65536, inline: nil, blocks: replicated, capability: capability)
+        ),
         ("BlockList replicated", nil, BlockList(blocks: replicated, capability: capability)),
         ("FreeReply", nil, FreeReply(blocks: 4, bytes: 5)),
         ("StorageStats", StorageStats.opcode, StorageStats()),
@@ -169,7 +200,8 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
 
     @Test func blockDataSurvivesByteForByte() throws {
         let original = WriteBlocks(
-            jobID: 1, capabilities: [], blocks: [.init(id: 9, data: ByteBuffer(bytes: (0..<100_000).map { UInt8($0 % 251) }))])
+            jobID: 1, capabilities: [],
+            blocks: [.init(id: 9, data: ByteBuffer(bytes: (0..<100_000).map { UInt8($0 % 251) }))])
         let decoded = try decodeAgain(original)
         #expect(decoded.blocks.count == 1)
         #expect(decoded.blocks[0].id == 9)
@@ -183,7 +215,8 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
         func attempt<M: WireMessage>(_: M.Type) {
             for length in 0..<full.readableBytes {
                 let frame = Frame(
-                    header: FrameHeader(opcode: .ping, requestID: 1), payload: full.getSlice(at: full.readerIndex, length: length)!)
+                    header: FrameHeader(opcode: .ping, requestID: 1),
+                    payload: full.getSlice(at: full.readerIndex, length: length)!)
                 #expect(throws: PocketError.self, "\(sample.name) accepted \(length) of \(full.readableBytes) bytes") {
                     try frame.decode(M.self)
                 }
@@ -222,7 +255,8 @@ func sameEncoding(_ a: some WireMessage, _ b: some WireMessage) -> Bool {
                     var mutated = Array(valid.readableBytesView)
                     guard !mutated.isEmpty else { continue }
                     for _ in 0..<3 {
-                        mutated[Int(generator.next() % UInt64(mutated.count))] = UInt8(truncatingIfNeeded: generator.next())
+                        mutated[Int(generator.next() % UInt64(mutated.count))] = UInt8(
+                            truncatingIfNeeded: generator.next())
                     }
                     bytes = ByteBuffer(bytes: mutated)
                 }

@@ -13,7 +13,10 @@ import Testing
 @Suite struct DirectReceiveTests {
     /// Plays NIO's part in one read: asks the allocator for a buffer, as NIO's pool does when it
     /// has none to reuse, and fills it with at most `count` bytes of `stream`.
-    func read(_ count: Int, of stream: inout ByteBuffer, via allocator: inout FrameReceiveAllocator, into channel: EmbeddedChannel) throws {
+    func read(
+        _ count: Int, of stream: inout ByteBuffer, via allocator: inout FrameReceiveAllocator,
+        into channel: EmbeddedChannel
+    ) throws {
         var buffer = allocator.buffer(allocator: ByteBufferAllocator())
         let size = min(count, buffer.writableBytes, stream.readableBytes)
         guard size > 0 else { return }
@@ -36,7 +39,9 @@ import Testing
         while rest.readableBytes > 0 {
             try read(Int(generator.next() % UInt64(readSize)) + 1, of: &rest, via: &allocator, into: channel)
         }
-        for (index, frame) in try FrameStreams.expectFrames(try FrameStreams.frames(channel), carrying: bodies).enumerated() {
+        for (index, frame) in try FrameStreams.expectFrames(try FrameStreams.frames(channel), carrying: bodies)
+            .enumerated()
+        {
             let size = frame.payload.readableBytes + FrameHeader.size
             if size >= ReceiveTarget.directThreshold, readSize < size {
                 // Its memory is the frame's exact size: it was read there, not gathered from reads.

@@ -12,7 +12,8 @@ import Testing
     func framesArriveWholeFromAnySplit(_ readSize: Int) throws {
         let channel = EmbeddedChannel(handler: FrameReader())
         // Byte-by-byte reads get a shorter stream: the debug build feeds them one call each.
-        let (whole, bodies) = FrameStreams.stream(readSize < 100 ? [0, 5, 70_000, 1, 16] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20])
+        let (whole, bodies) = FrameStreams.stream(
+            readSize < 100 ? [0, 5, 70_000, 1, 16] : [0, 5, 70_000, 1, 300_000, 16, 1 << 20])
         var rest = whole
         var generator = SystemRandomNumberGenerator()
         while rest.readableBytes > 0 {

@@ -58,7 +58,9 @@ import Testing
         let capabilities = await withTaskGroup(of: [Capability].self) { group in
             for task in 0..<8 {
                 group.addTask {
-                    (0..<500).map { signer.sign(job: JobID(task), rights: .read, blocks: BlockID($0)...BlockID($0 + 1)) }
+                    (0..<500).map {
+                        signer.sign(job: JobID(task), rights: .read, blocks: BlockID($0)...BlockID($0 + 1))
+                    }
                 }
             }
             return await group.reduce(into: []) { $0 += $1 }

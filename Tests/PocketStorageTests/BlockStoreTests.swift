@@ -33,7 +33,9 @@ import Testing
             ($0 as? PocketError)?.code == .noSpace
         }
         #expect(store.usage().blockCount == 1)
-        #expect { try store.read(job: 1, ranges: [BlockRange(id: 2)]) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try store.read(job: 1, ranges: [BlockRange(id: 2)]) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
         #expect(try store.read(job: 1, ranges: [BlockRange(id: 1)])[0] == ByteBuffer(repeating: 1, count: 1000))
     }
 
@@ -44,9 +46,10 @@ import Testing
         #expect { try store.write(job: 2, blocks: [block(1, 10)]) } throws: { ($0 as? PocketError)?.code == .noSpace }
         #expect(store.free(job: 1, ids: [2, 3]) == FreeReply(blocks: 2, bytes: 2048))
         try store.write(job: 2, blocks: [block(1, 1024, 7), block(2, 1024, 8)])
-        #expect(try store.read(job: 1, ranges: [BlockRange(id: 1), BlockRange(id: 4)]) == [
-            ByteBuffer(repeating: 1, count: 1024), ByteBuffer(repeating: 4, count: 1024),
-        ])
+        #expect(
+            try store.read(job: 1, ranges: [BlockRange(id: 1), BlockRange(id: 4)]) == [
+                ByteBuffer(repeating: 1, count: 1024), ByteBuffer(repeating: 4, count: 1024),
+            ])
         #expect(try store.read(job: 2, ranges: [BlockRange(id: 2)]) == [ByteBuffer(repeating: 8, count: 1024)])
         #expect(store.freeJob(1).blocks == 2)
         #expect(store.freeJob(2).bytes == 2048)
@@ -67,7 +70,9 @@ import Testing
     func jobsAreSeparate(_ kind: StoreKind) throws {
         let store = try kind.make(capacity: 4 << 10)
         try store.write(job: 1, blocks: [block(1, 10)])
-        #expect { try store.read(job: 2, ranges: [BlockRange(id: 1)]) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try store.read(job: 2, ranges: [BlockRange(id: 1)]) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
         #expect(store.free(job: 2, ids: [1]).blocks == 0)
         #expect(store.usage().blockCount == 1)
     }

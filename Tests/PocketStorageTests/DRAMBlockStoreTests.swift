@@ -51,7 +51,9 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
         }
         #expect(store.usage().usedBytes == 1000)
         #expect(store.usage().blockCount == 1)
-        #expect { try store.read(job: 1, ranges: [BlockRange(id: 2)]) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try store.read(job: 1, ranges: [BlockRange(id: 2)]) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
         #expect(try store.read(job: 1, ranges: [BlockRange(id: 1)])[0] == ByteBuffer(repeating: 1, count: 1000))
     }
 
@@ -66,7 +68,9 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     @Test func jobsCannotSeeEachOthersBlocks() throws {
         let store = DRAMBlockStore(capacityBytes: 1 << 20)
         try store.write(job: 1, blocks: [block(1, 10)])
-        #expect { try store.read(job: 2, ranges: [BlockRange(id: 1)]) } throws: { ($0 as? PocketError)?.code == .notFound }
+        #expect { try store.read(job: 2, ranges: [BlockRange(id: 1)]) } throws: {
+            ($0 as? PocketError)?.code == .notFound
+        }
         #expect(store.free(job: 2, ids: [1]).blocks == 0)
     }
 

@@ -6,7 +6,9 @@ public struct WaitTimedOut: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Polls `probe` every `interval` until it returns a value, and returns that value; throws
+/// Polls `probe` until it returns a value, and returns that value — first within a millisecond,
+/// then less often, backing off to one poll per `interval` (cheap for what is nearly there, light on
+/// a loaded machine for what takes seconds); throws
 /// `WaitTimedOut` naming `description` (and the last probe error, if any) once `deadline` has
 /// passed. A probe that throws counts as "not yet": a server still starting, a state not reached.
 /// Where the call's context is itself optional, name `T` (`let x: Found = try await eventually…`):
@@ -19,6 +21,7 @@ public func eventually<T>(
     let clock = ContinuousClock()
     let end = clock.now + deadline
     var lastError: (any Error)?
+    var pause = min(Duration.milliseconds(1), interval)
     while true {
         do {
             if let value = try await probe() { return value }
@@ -32,7 +35,8 @@ public func eventually<T>(
             let cause = lastError.map { "; last attempt: \($0)" } ?? ""
             throw WaitTimedOut(description: "waited \(deadline) for \(description())\(cause)")
         }
-        try await Task.sleep(for: interval)
+        try await Task.sleep(for: pause)
+        pause = min(pause * 2, interval)
     }
 }
 
