@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import PocketProtocol
+import PocketTestSupport
 import ServiceLifecycle
 
 @testable import PocketRPC
@@ -30,20 +31,13 @@ func withPlainServer(
     }
 }
 
-/// Whether the peer closes `channel` within `limit`; the channel is closed either way.
+/// Whether the peer closes `channel` before `limit` (a hang guard); the channel is closed either way.
 func isClosedByPeer(_ channel: any Channel, within limit: Duration) async -> Bool {
-    let closed = await withTaskGroup(of: Bool.self) { group in
-        group.addTask {
-            try? await channel.closeFuture.get()
-            return true
-        }
-        group.addTask {
-            try? await Task.sleep(for: limit)
-            return false
-        }
-        let first = await group.next()!
-        group.cancelAll()
-        return first
+    var closed = true
+    do {
+        try await eventually("the peer to close the connection", deadline: limit) { !channel.isActive }
+    } catch {
+        closed = false
     }
     try? await channel.close()
     return closed
