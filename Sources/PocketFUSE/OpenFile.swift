@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import PocketProtocol
 
@@ -15,6 +16,14 @@ actor OpenFile {
         var readAheadBlocks = 32
         var cachedBlocks = 96
         var reserveChunk = 64
+
+        /// The largest size a file can have: as many blocks as one commit can name (a frame's worth
+        /// of block references, less room for the rest of the request). A size or a write's end
+        /// past it gets EFBIG before anything is sized by it: a layout of 15 billion blocks, from
+        /// `truncate -s 999999999999999`, once aborted the daemon. Holes below it cost no blocks.
+        var maxFileSize: UInt64 {
+            UInt64((FrameDecoder.defaultMaxFrameSize - (64 << 10)) / BlockRef.wireSize) * UInt64(blockSize)
+        }
     }
 
     private struct Dirty {
@@ -79,6 +88,8 @@ actor OpenFile {
 
     func write(at offset: UInt64, _ data: ByteBuffer) async throws -> Int {
         try reportFailure()
+        let limit = settings.maxFileSize
+        guard offset <= limit, UInt64(data.readableBytes) <= limit - offset else { throw FuseError(EFBIG) }
         let end = offset + UInt64(data.readableBytes)
         if offset > size { try await materializeTail() }
         var position = offset
@@ -121,6 +132,7 @@ actor OpenFile {
     /// Sets the size; bytes past the old end read as zeros.
     func truncate(to newSize: UInt64) async throws {
         try reportFailure()
+        guard newSize <= settings.maxFileSize else { throw FuseError(EFBIG) }
         if newSize > size {
             try await materializeTail()
         } else if newSize < size {

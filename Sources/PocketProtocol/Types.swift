@@ -158,7 +158,8 @@ public struct BlockRef: Hashable, Sendable {
 
     /// At most three copies in all.
     public static let maxReplicas = 2
-    static let wireSize = 13
+    /// Bytes of one reference without replicas on the wire.
+    public static let wireSize = 13
 
     init(from buffer: inout ByteBuffer) throws {
         id = try buffer.readWire()

@@ -291,25 +291,40 @@ import Testing
                 cp ROOT/one/keep /tmp/pocket-keep-$$
                 dd if=/dev/zero of=ROOT/one/huge bs=1M count=40 2>&1 | grep -o 'No space left on device' | head -1
                 cmp ROOT/one/keep /tmp/pocket-keep-$$ && echo intact
-                rm -f ROOT/one/huge /tmp/pocket-keep-$$
+                rm -f ROOT/one/huge
                 python3 - <<'PY'
                 import errno, os
                 for call in [lambda: os.rename("ROOT/one/keep", "ROOT/two/keep"),
                              lambda: os.rmdir("ROOT/one"),
                              lambda: open("ROOT/one/missing"),
                              lambda: os.unlink("ROOT/one"),
-                             lambda: os.mkdir("ROOT/one")]:
+                             lambda: os.mkdir("ROOT/one"),
+                             # Sizes past what a file can hold: refused, the daemon unharmed.
+                             lambda: os.truncate("ROOT/one/keep", 999999999999999),
+                             lambda: os.truncate("ROOT/one/keep", 2**63 - 1)]:
                     try:
                         call()
                         print("ok")
                     except OSError as error:
                         print(errno.errorcode[error.errno])
+                with open("ROOT/one/keep", "r+b") as f:
+                    try:
+                        os.ftruncate(f.fileno(), 10**15)
+                        print("ok")
+                    except OSError as error:
+                        print(errno.errorcode[error.errno])
                 PY
+                cmp ROOT/one/keep /tmp/pocket-keep-$$ && echo intact
+                rm -f /tmp/pocket-keep-$$
                 """#.replacingOccurrences(of: "ROOT", with: root)
             let result = try await shell(script, environment: environment)
             #expect(
-                result.output == "No space left on device\nintact\nEXDEV\nENOTEMPTY\nENOENT\nEISDIR\nEEXIST\n",
+                result.output
+                    == "No space left on device\nintact\nEXDEV\nENOTEMPTY\nENOENT\nEISDIR\nEEXIST\nEFBIG\nEFBIG\nEFBIG\n"
+                    + "intact\n",
                 "\(result.errors)")
+            // The daemon is still there, and so is the data written before.
+            #expect(try await shell("ls \(root)/one", environment: environment).output == "keep\n")
         }
     }
 
