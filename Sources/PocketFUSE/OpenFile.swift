@@ -51,6 +51,8 @@ actor OpenFile {
     /// cut meanwhile: they stay the commit's, and are given back only if it fails.
     private var committing: [BlockID: Int] = [:]
     private var releaseAfterCommit: [BlockRef] = []
+    private var flushing = false
+    private var flushQueue: [CheckedContinuation<Void, Never>] = []
     /// Blocks this file has taken from reservations, which sizes the next one.
     private var taken = 0
     private var version: UInt64 = 0
@@ -163,6 +165,21 @@ actor OpenFile {
     /// the commit gave the file (nil when there was nothing to commit).
     @discardableResult
     func flush() async throws -> Int64? {
+        // One flush at a time: each commits the layout it built, and two commits in flight at once
+        // could land in either order, the older layout last.
+        while flushing { await withCheckedContinuation { flushQueue.append($0) } }
+        flushing = true
+        defer {
+            flushing = false
+            if !flushQueue.isEmpty { flushQueue.removeFirst().resume() }
+        }
+        return try await flushAlone()
+    }
+
+    /// Flush waiting for another one to end (what tests watch for).
+    var flushesWaiting: Int { flushQueue.count }
+
+    private func flushAlone() async throws -> Int64? {
         try reportFailure()
         guard changed else { return nil }
         if unlinked {
@@ -176,9 +193,9 @@ actor OpenFile {
             for piece in try await read(at: 0, length: Int(size), prefetch: false) {
                 content.writeImmutableBuffer(piece)
             }
-            guard version == snapshot else { return try await flush() }
+            guard version == snapshot else { return try await flushAlone() }
             changedAt = try await backend.put(path, content, persist: false)
-            guard version == snapshot else { return try await flush() ?? changedAt }
+            guard version == snapshot else { return try await flushAlone() ?? changedAt }
             release(Array(written.values))
             written = [:]
             dirty = [:]

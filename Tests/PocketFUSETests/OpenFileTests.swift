@@ -391,4 +391,28 @@ import Testing
         #expect(try await backend.content("f") == second + first[Self.block...])
         await harness.close(file)
     }
+
+    @Test func aSecondFlushWaitsForTheFirstSoCommitsLandInOrder() async throws {
+        let harness = Harness()
+        let backend = harness.backend
+        let file = await harness.open()
+        let first = pattern(2 * Self.block, seed: 1)
+        try await file.write(at: 0, first)
+        await backend.hold(.commit)
+        let earlier = Task { try await file.flush() }
+        try await eventually("the first commit is on its way") { await backend.heldCount(.commit) == 1 }
+
+        // A write and a second flush (another handle's close, an fsync) while that commit is away.
+        let second = pattern(3 * Self.block, seed: 2)
+        try await file.write(at: 0, second)
+        let later = Task { try await file.flush() }
+        try await eventually("the second flush waits") { await file.flushesWaiting == 1 }
+        #expect(await backend.heldCount(.commit) == 1, "no second commit while the first is in flight")
+
+        await backend.letGo(.commit, stopHolding: true)
+        _ = try await earlier.value
+        _ = try await later.value
+        #expect(try await backend.content("f") == second, "the newer layout is the one that stays")
+        await harness.close(file)
+    }
 }
